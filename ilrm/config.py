@@ -1,0 +1,173 @@
+"""Model configuration: one frozen dataclass; every difference between released models is a field."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Per-pixel ray/colour features a token can be built from; each name maps to 3 channels.
+#   "rgb": 2·rgb − 1,  "o": ray origin (camera centre),  "d": unit ray direction,  "m": Plücker moment o × d
+FEATURES = ("rgb", "o", "d", "m")
+ARCHITECTURES = ("ilrm", "full-attention")
+
+
+@dataclass(frozen=True)
+class ILRMConfig:
+    """Hyper-parameters of an iLRM (or of the full-attention baseline, ``arch="full-attention"``).
+
+    The two released models ("re10k" = authors' ``main`` branch, "dl3dv-wide" = ``wide`` branch)
+    differ only in field values; see :meth:`preset`.
+    """
+
+    arch: str = "ilrm"
+    # transformer
+    width: int = 768
+    depth: int = 24
+    head_dim: int = 64
+    mlp_ratio: int = 4
+    norm_eps: float = 1e-5
+    # tokenizers
+    patch_size: int = 8
+    image_features: tuple[str, ...] = ("rgb", "m", "d")
+    viewpoint_features: tuple[str, ...] = ("m", "d")
+    viewpoint_factor: int = 1  # viewpoint tokens live on an (H/f, W/f) ray grid
+    uplift_factor: int = 1  # queries per viewpoint token in the read (cross-attention) blocks
+    # Gaussian head / decoding
+    sh_degree: int = 0
+    head_offset: bool = False  # predict a sub-pixel ray offset (2 channels first)
+    depth_max: float = 500.0  # depth = sigmoid(mean xyz) * depth_max
+    scale_shift: float = -6.9  # scale = exp(min(s + scale_shift, scale_log_max))
+    scale_log_max: float = -1.2
+    opacity_shift: float = -2.0  # opacity = sigmoid(a + opacity_shift)
+    # rendering and data conventions the weights were trained with
+    near: float = 0.01
+    far: float = 500.0
+    image_height: int = 256
+    image_width: int = 256
+    num_views: int = 2
+    pose_scale_before_recentre: bool = False  # the RE10K code's normalisation quirk (SPEC)
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form metadata (not used by the model)
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; keep tuples so the config stays hashable and comparable.
+        for name in ("image_features", "viewpoint_features"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        for name in ("image_features", "viewpoint_features"):
+            feats = getattr(self, name)
+            bad = [f for f in feats if f not in FEATURES]
+            if bad or not feats or len(set(feats)) != len(feats):
+                raise ValueError(f"{name} must be distinct names from {FEATURES}, got {feats}")
+        if "rgb" not in self.image_features:
+            raise ValueError("image_features must include 'rgb'")
+        if "rgb" in self.viewpoint_features:
+            raise ValueError("viewpoint_features are rays only; remove 'rgb'")
+        if self.width % self.head_dim:
+            raise ValueError(f"width {self.width} is not a multiple of head_dim {self.head_dim}")
+        for name in ("depth", "patch_size", "viewpoint_factor", "uplift_factor", "num_views"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not 0 <= self.sh_degree <= 4:
+            raise ValueError("sh_degree must be in 0..4")
+
+    # ---- derived sizes -------------------------------------------------------------------
+    @property
+    def num_heads(self) -> int:
+        return self.width // self.head_dim
+
+    @property
+    def gaussian_factor(self) -> int:
+        """Gaussians are predicted on the (H/g, W/g) grid: the viewpoint grid for iLRM, pixels for the baseline."""
+        return self.viewpoint_factor if self.arch == "ilrm" else 1
+
+    @property
+    def sh_coeffs(self) -> int:
+        return (self.sh_degree + 1) ** 2
+
+    @property
+    def gaussian_channels(self) -> int:
+        """Channels per Gaussian in the head output: [offset(2)], xyz(3), sh(3K), scale(3), rot(4), opacity(1)."""
+        return (2 if self.head_offset else 0) + 3 + 3 * self.sh_coeffs + 3 + 4 + 1
+
+    @property
+    def image_in_channels(self) -> int:
+        return 3 * len(self.image_features) * self.patch_size**2
+
+    @property
+    def viewpoint_in_channels(self) -> int:
+        return 3 * len(self.viewpoint_features) * self.patch_size**2
+
+    @property
+    def size_multiple(self) -> int:
+        """H and W must be multiples of this."""
+        return self.patch_size * self.viewpoint_factor
+
+    # ---- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for name in ("image_features", "viewpoint_features"):
+            d[name] = list(d[name])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ILRMConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown ILRMConfig fields {unknown}; known fields: {sorted(known)}")
+        return cls(**d)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> ILRMConfig:
+        p = Path(text_or_path)
+        text = p.read_text() if not str(text_or_path).lstrip().startswith("{") else str(text_or_path)
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes: Any) -> ILRMConfig:
+        return dataclasses.replace(self, **changes)
+
+    # ---- presets -------------------------------------------------------------------------
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> ILRMConfig:
+        """Named configurations: "re10k", "dl3dv-wide", "tiny" (and "<name>-full" for the baseline)."""
+        base_name = name.removesuffix("-full")
+        if base_name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {preset_names()}")
+        cfg = cls(**PRESETS[base_name])
+        if name.endswith("-full"):
+            cfg = cfg.replace(arch="full-attention")
+        return cfg.replace(**overrides) if overrides else cfg
+
+
+_WIDE = dict(
+    image_features=("o", "d", "m", "rgb"),
+    viewpoint_features=("o", "d", "m"),
+    viewpoint_factor=2,
+    uplift_factor=2,
+    head_offset=True,
+    far=1e6,
+    image_height=544,
+    image_width=960,
+    num_views=32,
+)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "re10k": dict(),
+    "dl3dv-wide": dict(_WIDE),
+    # Same structure as dl3dv-wide, small enough for CPU inference and quick training.
+    "tiny": dict(_WIDE, width=256, depth=8, image_height=256, image_width=256, num_views=2, far=500.0),
+}
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS) + sorted(f"{n}-full" for n in PRESETS)
