@@ -71,23 +71,24 @@ def pixel_rays(K: Tensor, c2w: Tensor, height: int, width: int, offset: Tensor |
     offset: optional (..., H, W, 2) shift of each pixel centre in pixels (x, y).
     Returns origins and unit directions, each (..., H, W, 3).
     """
-    dtype, device = c2w.dtype, c2w.device
-    ys = torch.arange(height, device=device, dtype=dtype) + 0.5
-    xs = torch.arange(width, device=device, dtype=dtype) + 0.5
-    y, x = torch.meshgrid(ys, xs, indexing="ij")  # (H, W)
-    lead = K.shape[:-2]
-    x = x.expand(*lead, height, width)
-    y = y.expand(*lead, height, width)
-    if offset is not None:
-        x = x + offset[..., 0]
-        y = y + offset[..., 1]
-    fx, fy = K[..., 0, 0, None, None], K[..., 1, 1, None, None]
-    cx, cy = K[..., 0, 2, None, None], K[..., 1, 2, None, None]
-    d_cam = torch.stack([(x - cx) / fx, (y - cy) / fy, torch.ones_like(x)], dim=-1)
-    d_cam = F.normalize(d_cam, dim=-1)
-    R = c2w[..., :3, :3]
-    d = torch.einsum("...ij,...hwj->...hwi", R, d_cam)
-    o = c2w[..., None, None, :3, 3].expand_as(d)
+    # Rays are geometry: keep them in fp32 even under autocast.
+    with torch.autocast(device_type=c2w.device.type, enabled=False):
+        K, c2w = K.float(), c2w.float()
+        device = c2w.device
+        ys = torch.arange(height, device=device, dtype=torch.float32) + 0.5
+        xs = torch.arange(width, device=device, dtype=torch.float32) + 0.5
+        y, x = torch.meshgrid(ys, xs, indexing="ij")  # (H, W)
+        lead = K.shape[:-2]
+        x = x.expand(*lead, height, width)
+        y = y.expand(*lead, height, width)
+        if offset is not None:
+            x = x + offset[..., 0].float()
+            y = y + offset[..., 1].float()
+        fx, fy = K[..., 0, 0, None, None], K[..., 1, 1, None, None]
+        cx, cy = K[..., 0, 2, None, None], K[..., 1, 2, None, None]
+        d_cam = F.normalize(torch.stack([(x - cx) / fx, (y - cy) / fy, torch.ones_like(x)], dim=-1), dim=-1)
+        d = (c2w[..., None, None, :3, :3] @ d_cam[..., None]).squeeze(-1)
+        o = c2w[..., None, None, :3, 3].expand_as(d)
     return o, d
 
 
@@ -119,7 +120,6 @@ def scale_intrinsics(K: Tensor, sx: float, sy: float) -> Tensor:
     K = K.clone()
     K[..., 0, :] *= sx
     K[..., 1, :] *= sy
-    K[..., 2, :] = K.new_tensor([0.0, 0.0, 1.0])
     return K
 
 

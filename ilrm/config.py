@@ -52,7 +52,7 @@ class ILRMConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # free-form metadata (not used by the model)
 
     def __post_init__(self) -> None:
-        # JSON gives lists; keep tuples so the config stays hashable and comparable.
+        # JSON gives lists; keep tuples so configs compare equal after a round trip.
         for name in ("image_features", "viewpoint_features"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.arch not in ARCHITECTURES:
@@ -162,7 +162,8 @@ _WIDE = dict(
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "re10k": dict(),
+    # The released RE10K weights were trained with the scale-before-recentre quirk (SPEC).
+    "re10k": dict(pose_scale_before_recentre=True),
     "dl3dv-wide": dict(_WIDE),
     # Same structure as dl3dv-wide, small enough for CPU inference and quick training.
     "tiny": dict(_WIDE, width=256, depth=8, image_height=256, image_width=256, num_views=2, far=500.0),

@@ -1,0 +1,159 @@
+"""iLRM: viewpoint tokens iteratively read per-view image tokens and talk to each other globally.
+
+    image tokens      (B·V, h·w, D)    patchified [rgb, rays] features, computed once
+    viewpoint tokens  (B, V·h'·w', D)  patchified ray features on an (H/f, W/f) grid
+    blocks            read, self, read, self, …   (read = per-view cross-attention; self = global)
+    head              LN → Linear → one Gaussian per viewpoint-grid pixel
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from .cameras import Views, check_image_size, pixel_rays, ray_features, scale_intrinsics
+from .config import ILRMConfig
+from .gaussians import Gaussians, decode_gaussians
+from .layers import ReadBlock, SelfBlock, init_weights, patchify, unpatchify
+
+HUB_KWARGS = dict(
+    library_name="ilrm",
+    repo_url="https://github.com/ilrm-project/ilrm",
+    paper_url="https://arxiv.org/abs/2507.23277",
+    tags=["3d-reconstruction", "gaussian-splatting", "novel-view-synthesis", "ilrm"],
+    license="apache-2.0",
+    coders={ILRMConfig: (lambda c: c.to_dict(), lambda d: ILRMConfig.from_dict(d))},
+)
+
+
+class GaussianLRM(nn.Module):
+    """What iLRM and the full-attention baseline share: image tokenizer, Gaussian head, decoding.
+
+    Subclasses implement :meth:`process` (tokens → per-Gaussian-grid head input).
+    """
+
+    def __init__(self, config: ILRMConfig):
+        super().__init__()
+        self.config = config
+        D = config.width
+        self.image_tokenizer = nn.Linear(config.image_in_channels, D, bias=False)
+        self.image_norm = nn.LayerNorm(D, eps=config.norm_eps, bias=False)
+        self.head_norm = nn.LayerNorm(D, eps=config.norm_eps, bias=False)
+        self.head = nn.Linear(D, config.patch_size**2 * config.gaussian_channels, bias=False)
+        self.gradient_checkpointing = False
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each block in the backward pass (training only; ignored without grad)."""
+        self.gradient_checkpointing = enabled
+
+    def _run_blocks(self, blocks: nn.ModuleList, x: Tensor, ctx: Tensor | None, num_views: int) -> Tensor:
+        use_ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        for blk in blocks:
+            x = checkpoint(blk, x, ctx, num_views, use_reentrant=False) if use_ckpt else blk(x, ctx, num_views)
+        return x
+
+    def image_tokens(self, views: Views) -> Tensor:
+        """(B, V·(H/p)·(W/p), D) tokens of [rgb, rays] features at full resolution."""
+        cfg = self.config
+        H, W = views.height, views.width
+        o, d = pixel_rays(views.intrinsics.float(), views.c2w.float(), H, W)
+        feats = ray_features(o, d, cfg.image_features, views.images)
+        return self.image_norm(self.image_tokenizer(patchify(feats, cfg.patch_size)))
+
+    def decode(self, tokens: Tensor, views: Views) -> Gaussians:
+        """Head on (B, V·h·w, D) tokens of the Gaussian grid (H/g, W/g), g = config.gaussian_factor."""
+        cfg = self.config
+        B, V = views.batch_size, views.num_views
+        g, p = cfg.gaussian_factor, cfg.patch_size
+        gh, gw = views.height // g, views.width // g
+        raw = unpatchify(self.head(self.head_norm(tokens)), V, gh // p, gw // p, p)  # (B, V, gh, gw, C)
+        raw = raw.float()
+        offset = None
+        if cfg.head_offset:
+            offset = torch.sigmoid(raw[..., :2]) - 0.5  # in grid pixels, within ±0.5
+            raw = raw[..., 2:]
+        K = scale_intrinsics(views.intrinsics.float(), 1 / g, 1 / g) if g != 1 else views.intrinsics.float()
+        o, d = pixel_rays(K, views.c2w.float(), gh, gw, offset=offset)
+        return decode_gaussians(
+            raw.reshape(B, -1, raw.shape[-1]),
+            o.reshape(B, -1, 3),
+            d.reshape(B, -1, 3),
+            sh_coeffs=cfg.sh_coeffs,
+            depth_max=cfg.depth_max,
+            scale_shift=cfg.scale_shift,
+            scale_log_max=cfg.scale_log_max,
+            opacity_shift=cfg.opacity_shift,
+        )
+
+    def process(self, views: Views, image_tokens: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, views: Views) -> Gaussians:
+        """views: images (B, V, 3, H, W) in [0, 1], intrinsics (B, V, 3, 3) pixels, c2w (B, V, 4, 4)
+        OpenCV, poses already normalised. Returns Gaussians with N = V·(H/g)·(W/g)."""
+        views.validate()
+        check_image_size(views.height, views.width, self.config.size_multiple)
+        return self.decode(self.process(views, self.image_tokens(views)), views)
+
+    def num_gaussians(self, num_views: int, height: int, width: int) -> int:
+        g = self.config.gaussian_factor
+        return num_views * (height // g) * (width // g)
+
+    @classmethod
+    def from_official_checkpoint(cls, path: str | Path, *, trust_pickle: bool = False) -> ILRM:
+        """Load one of the authors' released files (``re10k_2view.ckpt`` or ``ilrm_undistort_dl3dv*.pt``)."""
+        from .checkpoints import load_official_checkpoint
+
+        return load_official_checkpoint(path, trust_pickle=trust_pickle)
+
+
+class ILRM(GaussianLRM, PyTorchModelHubMixin, **HUB_KWARGS):
+    """The iterative large reconstruction model (Kang et al. 2025).
+
+    >>> model = ILRM(ILRMConfig.preset("tiny"))
+    >>> g = model(Views(images, K, c2w))     # Gaussians, N = V · H/f · W/f
+    """
+
+    def __init__(self, config: ILRMConfig):
+        config = as_config(config)
+        if config.arch != "ilrm":
+            raise ValueError(f"ILRM needs arch='ilrm', got {config.arch!r}; use ilrm.baselines.FullAttentionLRM")
+        super().__init__(config)
+        D, cfg = config.width, config
+        self.viewpoint_tokenizer = nn.Linear(config.viewpoint_in_channels, D, bias=False)
+        self.viewpoint_norm = nn.LayerNorm(D, eps=config.norm_eps, bias=False)
+        self.blocks = nn.ModuleList(
+            ReadBlock(D, cfg.head_dim, cfg.mlp_ratio, cfg.uplift_factor, cfg.norm_eps)
+            if i % 2 == 0
+            else SelfBlock(D, cfg.head_dim, cfg.mlp_ratio, cfg.norm_eps)
+            for i in range(cfg.depth)
+        )
+        init_weights(self)
+
+    def viewpoint_tokens(self, views: Views) -> Tensor:
+        """(B, V·(H/fp)·(W/fp), D) tokens of ray features on the (H/f, W/f) grid."""
+        cfg = self.config
+        f = cfg.viewpoint_factor
+        K = scale_intrinsics(views.intrinsics.float(), 1 / f, 1 / f) if f != 1 else views.intrinsics.float()
+        o, d = pixel_rays(K, views.c2w.float(), views.height // f, views.width // f)
+        feats = ray_features(o, d, cfg.viewpoint_features)
+        return self.viewpoint_norm(self.viewpoint_tokenizer(patchify(feats, cfg.patch_size)))
+
+    def process(self, views: Views, image_tokens: Tensor) -> Tensor:
+        B, V = views.batch_size, views.num_views
+        ctx = image_tokens.reshape(B * V, -1, image_tokens.shape[-1])
+        return self._run_blocks(self.blocks, self.viewpoint_tokens(views), ctx, V)
+
+
+def as_config(config: ILRMConfig | dict) -> ILRMConfig:
+    """Accept the dict form too: the Hub mixin hands ``config.json`` over as a dict."""
+    return ILRMConfig.from_dict(config) if isinstance(config, dict) else config
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+

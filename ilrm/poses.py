@@ -1,0 +1,581 @@
+"""Named camera sets, and camera poses for unposed photos (pycolmap on the CPU).
+
+Conventions as everywhere in ``ilrm``: c2w in OpenCV axes (x right, y down, z forward), intrinsics
+``K`` in pixels with continuous pixel coordinates (the centre of the top-left pixel is (0.5, 0.5),
+which is also COLMAP's convention, so COLMAP intrinsics are used unchanged).
+
+Pose estimation (:func:`estimate_poses`):
+
+- 3 or more photos: SIFT features, exhaustive matching and COLMAP's incremental reconstruction with
+  one shared ``SIMPLE_PINHOLE`` camera whose focal length starts from a prior (EXIF or a field of
+  view) and is refined by bundle adjustment; global reconstruction (GLOMAP) is the fallback when
+  the incremental one leaves photos out.
+- exactly 2 photos: COLMAP's reconstruction returns nothing for 2 images, so the relative pose
+  comes from an essential matrix with the given focal length (unit baseline). Pairs that a
+  homography explains (a flat scene, or a camera that only turned) are rejected with a message
+  that says what to shoot instead, as are pairs whose rays meet at tiny angles.
+
+All files live in a temporary folder that is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ILRMInputError
+
+#: Field of view across the long image side assumed when neither EXIF nor the user gives one
+#: (between a phone's main camera, ~69°, and a normal lens, ~40°).
+DEFAULT_FOV_DEG = 60.0
+
+
+# ---- named cameras ---------------------------------------------------------------------------
+
+
+@dataclass
+class NamedCamera:
+    """One camera of a camera file (or of an estimate), belonging to the image called ``name``.
+
+    name: the image's file name as the source gives it (may include folders, may lack an extension).
+    c2w: (4, 4) float64 camera-to-world, OpenCV axes.
+    K: (3, 3) float64 pixel intrinsics for an image of ``width`` × ``height``; ``None`` when the
+        source only gives a field of view (NeRF-synthetic ``camera_angle_x``).
+    width, height: the image size the intrinsics are stated for; ``None`` when the source does not
+        say (``K`` is then taken to describe the image at whatever size it is uploaded).
+    fov_x, fov_y: full fields of view in radians, used only when ``K`` is ``None``.
+    """
+
+    name: str
+    c2w: np.ndarray
+    K: np.ndarray | None = None
+    width: int | None = None
+    height: int | None = None
+    fov_x: float | None = None
+    fov_y: float | None = None
+
+    def intrinsics_for(self, height: int, width: int) -> np.ndarray:
+        """Pixel intrinsics (3, 3) for this camera's image at ``height`` × ``width``.
+
+        Rescales when the stated size differs with the same aspect ratio (within 1 %); raises
+        :class:`ILRMInputError` when the aspect ratio differs.
+        """
+        if self.K is None:
+            if self.fov_x is None:
+                raise ILRMInputError(f"camera {self.name!r} has neither intrinsics nor a field of view")
+            fx = 0.5 * width / math.tan(0.5 * self.fov_x)
+            fy = 0.5 * height / math.tan(0.5 * self.fov_y) if self.fov_y is not None else fx
+            return np.array([[fx, 0, width / 2], [0, fy, height / 2], [0, 0, 1]], dtype=np.float64)
+        if self.width is None or self.height is None:
+            return self.K.copy()
+        sx, sy = width / self.width, height / self.height
+        if abs(sx / sy - 1.0) > 0.01:
+            hint = ""
+            if abs((height / self.width) / (width / self.height) - 1.0) <= 0.01:
+                hint = (
+                    " The photo looks rotated by 90° relative to the camera file (an EXIF orientation tag "
+                    "is applied on upload): upload the photos as the camera file saw them."
+                )
+            raise ILRMInputError(
+                f"photo {self.name!r} is {width}×{height} but its camera in the camera file is for "
+                f"{self.width}×{self.height}, a different aspect ratio. Upload the photos at the size the "
+                f"camera file was made for (or a uniformly scaled copy).{hint}"
+            )
+        K = self.K.copy()
+        K[0, :] *= sx
+        K[1, :] *= sy
+        K[2, :] = (0.0, 0.0, 1.0)
+        return K
+
+
+@dataclass
+class CameraSet:
+    """Cameras keyed by image name, from a camera file or from :func:`estimate_poses`.
+
+    source: where they came from, e.g. ``"opencv_cameras.json"``, ``"COLMAP binary model"``.
+    warnings: things the user may want to know (ignored lens distortion, ...), for display.
+    """
+
+    cameras: list[NamedCamera]
+    source: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.cameras)
+
+    def __iter__(self) -> Iterator[NamedCamera]:
+        return iter(self.cameras)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.cameras]
+
+    def get(self, name: str) -> NamedCamera:
+        """The camera called exactly ``name`` (KeyError when absent)."""
+        for c in self.cameras:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def c2w(self) -> np.ndarray:
+        """All c2w stacked, (V, 4, 4) float64, in list order."""
+        return np.stack([c.c2w for c in self.cameras])
+
+    def validate(self, rotation_tol: float = 1e-2) -> None:
+        """Raise :class:`ILRMInputError` for unusable cameras; re-orthonormalise near-rotations.
+
+        Checks: at least one camera; finite poses and intrinsics; positive focal lengths and sizes;
+        rotations orthonormal within ``rotation_tol`` with determinant +1 (a reflection means a
+        wrong axis convention); bottom row (0, 0, 0, 1); no two cameras for the same file name.
+        """
+        if not self.cameras:
+            raise ILRMInputError(f"the camera file ({self.source or 'unknown format'}) holds no cameras")
+        bad_pose, bad_rot, bad_K = [], [], []
+        for c in self.cameras:
+            c.c2w = np.asarray(c.c2w, dtype=np.float64)
+            if c.c2w.shape != (4, 4) or not np.isfinite(c.c2w).all():
+                bad_pose.append(c.name)
+                continue
+            if not np.allclose(c.c2w[3], (0, 0, 0, 1), atol=1e-6):
+                bad_pose.append(c.name)
+                continue
+            R = c.c2w[:3, :3]
+            if np.abs(R.T @ R - np.eye(3)).max() > rotation_tol or np.linalg.det(R) < 0:
+                bad_rot.append(c.name)
+                continue
+            # Small numerical drift (text files with few digits): snap to the nearest rotation so
+            # downstream code can rely on R^T R = I.
+            U, _, Vt = np.linalg.svd(R)
+            c.c2w[:3, :3] = U @ Vt
+            if c.K is not None:
+                c.K = np.asarray(c.K, dtype=np.float64)
+                if c.K.shape != (3, 3) or not np.isfinite(c.K).all() or c.K[0, 0] <= 0 or c.K[1, 1] <= 0:
+                    bad_K.append(c.name)
+            elif c.fov_x is None or not (0 < c.fov_x < math.pi):
+                bad_K.append(c.name)
+            if (c.width is not None and c.width <= 0) or (c.height is not None and c.height <= 0):
+                bad_K.append(c.name)
+        src = f" in {self.source}" if self.source else ""
+        if bad_pose:
+            raise ILRMInputError(
+                f"camera poses{src} are missing, NaN/infinite or malformed for: {_name_list(bad_pose)}. "
+                "Fix or remove these cameras (COLMAP writes no pose for images it could not register)."
+            )
+        if bad_rot:
+            raise ILRMInputError(
+                f"camera rotations{src} are not proper rotations (not orthonormal, or a mirror image) for: "
+                f"{_name_list(bad_rot)}. Check the file's axis convention and that the matrices are not scaled."
+            )
+        if bad_K:
+            raise ILRMInputError(
+                f"camera intrinsics{src} are missing or invalid (focal length must be positive and finite) "
+                f"for: {_name_list(bad_K)}."
+            )
+        seen: dict[str, str] = {}
+        dups = []
+        for c in self.cameras:
+            key = Path(c.name).name.lower()
+            if key in seen:
+                dups.append(f"{seen[key]!r} and {c.name!r}")
+            seen[key] = c.name
+        if dups:
+            raise ILRMInputError(
+                f"the camera file{src} has several cameras for the same image file name ({'; '.join(dups[:5])}); "
+                "images are matched to cameras by file name, so each name must appear once."
+            )
+
+
+def _name_list(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+# ---- pose estimation -------------------------------------------------------------------------
+
+
+@dataclass
+class PoseEstimate:
+    """Result of :func:`estimate_poses`.
+
+    cameras: one camera per input image, in input order, with the input names; K for the input size.
+    method: ``"incremental"``, ``"global"`` or ``"two-view"``.
+    seconds: wall time of the whole estimate; stage_seconds: per stage.
+    focal_px: the final (shared) focal length in pixels; prior_focal_px: the one we started from.
+    stats: numbers worth showing (inlier matches, triangulation angle in degrees, points, reprojection error).
+    """
+
+    cameras: CameraSet
+    method: str
+    seconds: float
+    focal_px: float
+    prior_focal_px: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def focal_from_fov(fov_deg: float, height: int, width: int) -> float:
+    """Focal length in pixels for a full field of view ``fov_deg`` across the long image side."""
+    if not (1.0 < fov_deg < 179.0):
+        raise ILRMInputError(f"field of view must be between 1 and 179 degrees, got {fov_deg}")
+    return 0.5 * max(height, width) / math.tan(math.radians(fov_deg) / 2)
+
+
+@contextlib.contextmanager
+def _colmap_log_level(verbose: bool) -> Iterator[None]:
+    """Silence COLMAP's C++ log (it prints to stderr) unless ``verbose``; restore it afterwards."""
+    import pycolmap
+
+    old = pycolmap.logging.minloglevel
+    if not verbose:
+        pycolmap.logging.minloglevel = 3  # FATAL only; failures become our own messages
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = old
+
+
+def estimate_poses(
+    images: Sequence[tuple[str, np.ndarray]],
+    *,
+    focal_px: float | None = None,
+    fov_deg: float | None = None,
+    max_image_size: int = 1024,
+    min_triangulation_angle_deg: float = 1.0,
+    seed: int = 0,
+    num_threads: int = -1,
+    verbose: bool = False,
+) -> PoseEstimate:
+    """Estimate cameras for unposed photos on the CPU.
+
+    images: (name, uint8 array (H, W, 3)) pairs, all the same size, 2 or more.
+    focal_px: prior focal length in pixels for that size (e.g. from EXIF); else ``fov_deg`` (full
+        field of view across the long side); else :data:`DEFAULT_FOV_DEG`. With 3+ photos the focal
+        length is refined, with 2 it is used as given (it should be within ~10-20 %).
+    max_image_size: long side used for SIFT (COLMAP rescales keypoints back to full size).
+    min_triangulation_angle_deg: 2 photos whose median ray angle is below this are rejected.
+    Returns a :class:`PoseEstimate`; raises :class:`ILRMInputError` with advice when it fails.
+    """
+    import pycolmap
+
+    t_start = time.perf_counter()
+    if len(images) < 2:
+        raise ILRMInputError(f"pose estimation needs at least 2 photos of the scene, got {len(images)}")
+    sizes = {np.asarray(a).shape[:2] for _, a in images}
+    if len(sizes) != 1:
+        raise ILRMInputError("pose estimation needs photos that all have the same size (one camera)")
+    height, width = next(iter(sizes))
+    for name, a in images:
+        if np.asarray(a).ndim != 3 or np.asarray(a).shape[2] != 3:
+            raise ILRMInputError(f"image {name!r} must be an RGB array (H, W, 3)")
+    if focal_px is None:
+        focal_px = focal_from_fov(fov_deg if fov_deg is not None else DEFAULT_FOV_DEG, height, width)
+    if not (math.isfinite(focal_px) and focal_px > 0):
+        raise ILRMInputError(f"focal length must be a positive number of pixels, got {focal_px}")
+    names = [n for n, _ in images]
+    stage: dict[str, float] = {}
+
+    with tempfile.TemporaryDirectory(prefix="ilrm_poses_") as tmp, _colmap_log_level(verbose):
+        tmp_path = Path(tmp)
+        image_dir = tmp_path / "images"
+        image_dir.mkdir()
+        # Our own file names: safe characters, unique even when the uploads' names are not.
+        files = [f"{i:03d}.png" for i in range(len(images))]
+        t = time.perf_counter()
+        from PIL import Image
+
+        for f, (_, a) in zip(files, images):
+            Image.fromarray(np.ascontiguousarray(a, dtype=np.uint8)).save(image_dir / f, compress_level=1)
+        stage["write"] = time.perf_counter() - t
+
+        db = tmp_path / "database.db"
+        reader = pycolmap.ImageReaderOptions()
+        reader.camera_model = "SIMPLE_PINHOLE"
+        reader.camera_params = f"{focal_px},{width / 2},{height / 2}"
+        extraction = pycolmap.FeatureExtractionOptions()
+        extraction.max_image_size = max_image_size
+        extraction.num_threads = num_threads
+        t = time.perf_counter()
+        pycolmap.set_random_seed(seed)
+        pycolmap.extract_features(
+            db,
+            image_dir,
+            image_names=files,
+            camera_mode=pycolmap.CameraMode.SINGLE,
+            reader_options=reader,
+            extraction_options=extraction,
+            device=pycolmap.Device.cpu,
+        )
+        stage["features"] = time.perf_counter() - t
+        t = time.perf_counter()
+        matching = pycolmap.FeatureMatchingOptions()
+        matching.num_threads = num_threads
+        pycolmap.match_exhaustive(db, matching_options=matching, device=pycolmap.Device.cpu)
+        stage["matching"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        if len(images) == 2:
+            cams, stats, f_final = _two_view(db, files, names, min_triangulation_angle_deg, seed)
+            method = "two-view"
+        else:
+            cams, stats, f_final, method = _reconstruct(db, image_dir, tmp_path, files, names, seed, num_threads)
+        stage["mapping"] = time.perf_counter() - t
+
+    result = CameraSet(cams, source=f"estimated ({method}, pycolmap {pycolmap.__version__})")
+    result.validate()
+    return PoseEstimate(
+        cameras=result,
+        method=method,
+        seconds=time.perf_counter() - t_start,
+        focal_px=f_final,
+        prior_focal_px=float(focal_px),
+        stage_seconds=stage,
+        stats=stats,
+    )
+
+
+def _c2w_from_cam_from_world(m34: np.ndarray) -> np.ndarray:
+    w2c = np.eye(4)
+    w2c[:3, :4] = m34
+    return np.linalg.inv(w2c)
+
+
+_SHOOT_ADVICE = (
+    "Take the photos from different positions: step sideways between shots (about 10-20 % of the "
+    "distance to the subject) while keeping the subject in view, and do not only turn the camera "
+    "on the spot. Include objects at different depths, not just one flat surface (a wall, a poster, "
+    "a table top seen from above)."
+)
+
+
+def _two_view(
+    db: Path, files: list[str], names: list[str], min_tri_deg: float, seed: int
+) -> tuple[list[NamedCamera], dict[str, float], float]:
+    """Relative pose of 2 photos from an essential matrix with the prior focal length."""
+    import pycolmap
+
+    Config = pycolmap.TwoViewGeometryConfiguration
+    with pycolmap.Database.open(str(db)) as database:
+        by_name = {im.name: im for im in database.read_all_images()}
+        a, b = by_name[files[0]], by_name[files[1]]
+        camera = database.read_camera(a.camera_id)
+        kp_a = np.asarray(database.read_keypoints(a.image_id))[:, :2].astype(np.float64)
+        kp_b = np.asarray(database.read_keypoints(b.image_id))[:, :2].astype(np.float64)
+        matches = np.asarray(database.read_matches(a.image_id, b.image_id)).astype(np.uint32).reshape(-1, 2)
+    if len(matches) < 30:
+        raise ILRMInputError(
+            f"the two photos share too few matching features ({len(matches)}) to estimate their cameras. "
+            "Make sure both show the same part of the scene with plenty of overlap (60-80 %) and texture, "
+            "or add a camera file. " + _SHOOT_ADVICE
+        )
+    options = pycolmap.TwoViewGeometryOptions()
+    options.compute_relative_pose = True
+    options.ransac.random_seed = seed
+    geom = pycolmap.estimate_calibrated_two_view_geometry(camera, kp_a, camera, kp_b, matches, options)
+    config = Config(int(geom.config))
+    n_inliers = len(geom.inlier_matches)
+    tri_deg = math.degrees(float(geom.tri_angle)) if geom.tri_angle is not None else 0.0
+    if config in (Config.PLANAR, Config.PANORAMIC, Config.PLANAR_OR_PANORAMIC):
+        what = {
+            Config.PLANAR: "the matches lie on one flat surface",
+            Config.PANORAMIC: "the camera only rotated between the shots (no sideways movement)",
+            Config.PLANAR_OR_PANORAMIC: "the matches fit a single flat surface or a camera that only rotated",
+        }[config]
+        raise ILRMInputError(f"cannot estimate cameras from these two photos: {what}. {_SHOOT_ADVICE}")
+    if config != Config.CALIBRATED or n_inliers < 30:
+        raise ILRMInputError(
+            f"could not relate the two photos ({n_inliers} consistent matches). Check that they show the "
+            "same scene with plenty of overlap; if the field of view was guessed, set it closer to the real "
+            "one (or upload photos with EXIF data), or add a camera file. " + _SHOOT_ADVICE
+        )
+    if tri_deg < min_tri_deg:
+        raise ILRMInputError(
+            f"the two photos were taken from almost the same place (rays meet at {tri_deg:.2f}°, need at least "
+            f"{min_tri_deg:g}°), so depth cannot be recovered. {_SHOOT_ADVICE}"
+        )
+    cam2_from_cam1 = np.asarray(geom.cam2_from_cam1.matrix(), dtype=np.float64)
+    t = cam2_from_cam1[:, 3]
+    cam2_from_cam1[:, 3] = t / max(np.linalg.norm(t), 1e-12)  # unit baseline (scale is unknown)
+    K = np.asarray(camera.calibration_matrix(), dtype=np.float64)
+    cams = [
+        NamedCamera(names[0], np.eye(4), K.copy(), camera.width, camera.height),
+        NamedCamera(names[1], _c2w_from_cam_from_world(cam2_from_cam1), K.copy(), camera.width, camera.height),
+    ]
+    stats = {"inlier_matches": float(n_inliers), "matches": float(len(matches)), "triangulation_angle_deg": tri_deg}
+    return cams, stats, float(camera.mean_focal_length())
+
+
+def _reconstruct(
+    db: Path, image_dir: Path, tmp: Path, files: list[str], names: list[str], seed: int, num_threads: int
+) -> tuple[list[NamedCamera], dict[str, float], float, str]:
+    """Incremental reconstruction; global (GLOMAP) when the incremental one leaves photos out."""
+    import pycolmap
+
+    inc = pycolmap.IncrementalPipelineOptions()
+    inc.min_model_size = 3
+    inc.random_seed = seed
+    inc.num_threads = num_threads
+    inc.extract_colors = False
+    # Walking towards the subject is a common way to shoot; COLMAP's default (0.95) refuses such
+    # initial pairs, which left e.g. consecutive frames of the mydesk example unreconstructed.
+    inc.mapper.init_max_forward_motion = 0.99
+    best: tuple[int, object, str] | None = None
+    for method in ("incremental", "global"):
+        out = tmp / f"sparse_{method}"
+        out.mkdir()
+        try:
+            if method == "incremental":
+                recs = pycolmap.incremental_mapping(db, image_dir, out, inc)
+            else:
+                glob = pycolmap.GlobalPipelineOptions()
+                glob.random_seed = seed
+                glob.num_threads = num_threads
+                recs = pycolmap.global_mapping(db, image_dir, out, glob)
+        except Exception:  # noqa: BLE001 - a failed mapper is reported below with advice
+            recs = {}
+        for rec in recs.values():
+            n = sum(1 for im in rec.images.values() if im.has_pose)
+            if best is None or n > best[0]:
+                best = (n, rec, method)
+        if best is not None and best[0] == len(files):
+            break
+    if best is None or best[0] < 2:
+        raise ILRMInputError(_diagnose_failure(db, len(files)))
+    n_reg, rec, method = best
+    by_file = {im.name: im for im in rec.images.values() if im.has_pose}
+    missing = [n for f, n in zip(files, names) if f not in by_file]
+    if missing:
+        raise ILRMInputError(
+            f"could not place {len(missing)} of the {len(files)} photos: {_name_list(missing)}. They share too "
+            "few features with the others: remove them, or add photos in between so that every photo overlaps "
+            "its neighbours. " + _SHOOT_ADVICE
+        )
+    cams = []
+    for f, n in zip(files, names):
+        im = by_file[f]
+        cam = rec.cameras[im.camera_id]
+        K = np.asarray(cam.calibration_matrix(), dtype=np.float64)
+        c2w = _c2w_from_cam_from_world(np.asarray(im.cam_from_world().matrix(), dtype=np.float64))
+        cams.append(NamedCamera(n, c2w, K, cam.width, cam.height))
+    focal = float(np.mean([rec.cameras[by_file[f].camera_id].mean_focal_length() for f in files]))
+    stats = {
+        "registered": float(n_reg),
+        "points3D": float(rec.num_points3D()),
+        "reprojection_error_px": float(rec.compute_mean_reprojection_error()),
+    }
+    return cams, stats, focal, method
+
+
+def _diagnose_failure(db: Path, n_images: int) -> str:
+    """A message for a reconstruction that produced nothing, from the pairwise geometries."""
+    import pycolmap
+
+    Config = pycolmap.TwoViewGeometryConfiguration
+    with pycolmap.Database.open(str(db)) as database:
+        _, geoms = database.read_two_view_geometries()
+    configs = [Config(int(g.config)) for g in geoms if len(g.inlier_matches) >= 15]
+    good = sum(c in (Config.CALIBRATED, Config.UNCALIBRATED) for c in configs)
+    flat = sum(c in (Config.PLANAR, Config.PANORAMIC, Config.PLANAR_OR_PANORAMIC) for c in configs)
+    if not configs:
+        return (
+            f"could not estimate cameras: none of the {n_images} photos share enough matching features. Make sure "
+            "they show the same scene with plenty of overlap (60-80 % between neighbours) and texture, or add a "
+            "camera file."
+        )
+    if flat >= good:
+        return (
+            "could not estimate cameras: the photos look like one flat surface or were taken from one spot by "
+            f"turning the camera. {_SHOOT_ADVICE}"
+        )
+    return (
+        "could not estimate cameras from these photos. Add more photos with overlap between neighbours, or set "
+        f"the field of view closer to the real one, or add a camera file. {_SHOOT_ADVICE}"
+    )
+
+
+# ---- comparing camera sets -------------------------------------------------------------------
+
+
+def _rotation_angle_deg(R: np.ndarray) -> np.ndarray:
+    """Rotation angle in degrees of (..., 3, 3) rotation matrices."""
+    cos = (np.trace(R, axis1=-2, axis2=-1) - 1.0) / 2.0
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def align_similarity(src_c2w: np.ndarray, dst_c2w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Similarity (s, R, t) mapping the ``src`` cameras onto ``dst``: ``x_dst ≈ s R x_src + t``.
+
+    src_c2w, dst_c2w: (V, 4, 4), V ≥ 2, same order. Umeyama on the camera centres, with each
+    camera's three axes added as direction correspondences so that the rotation stays determined
+    when the centres are (nearly) collinear (2 views, a camera walking forward). Returns s > 0,
+    R (3, 3), t (3,).
+    """
+    src_c2w, dst_c2w = np.asarray(src_c2w, np.float64), np.asarray(dst_c2w, np.float64)
+    cs, cd = src_c2w[:, :3, 3], dst_c2w[:, :3, 3]
+    ms, md = cs.mean(0), cd.mean(0)
+    xs, xd = cs - ms, cd - md
+    ns, nd = np.sqrt((xs**2).sum(1).mean()), np.sqrt((xd**2).sum(1).mean())
+    # Cross-covariance of unit-RMS centres plus the camera axes (each axis pair weighs like a centre).
+    H = (xd / max(nd, 1e-12)).T @ (xs / max(ns, 1e-12))
+    H += np.einsum("vik,vjk->ij", dst_c2w[:, :3, :3], src_c2w[:, :3, :3])
+    U, _, Vt = np.linalg.svd(H)
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    R = U @ D @ Vt
+    denom = (xs**2).sum()
+    s = float(((xd * (xs @ R.T)).sum()) / denom) if denom > 1e-24 else 1.0
+    s = max(s, 1e-12)
+    t = md - s * R @ ms
+    return s, R, t
+
+
+@dataclass
+class PoseErrors:
+    """Errors of estimated cameras against reference ones after a similarity alignment.
+
+    rotation_deg: (V,) angle between each aligned estimated and reference camera rotation.
+    translation_direction_deg: (P,) for every pair i < j, the angle between the aligned estimated and
+        the reference direction from camera i's centre to camera j's.
+    centre_error: (V,) aligned centre distance divided by the reference cameras' RMS spread.
+    scale: the similarity's scale (reference units per estimated unit).
+    """
+
+    rotation_deg: np.ndarray
+    translation_direction_deg: np.ndarray
+    centre_error: np.ndarray
+    scale: float
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "rotation_deg_mean": float(self.rotation_deg.mean()),
+            "rotation_deg_max": float(self.rotation_deg.max()),
+            "translation_direction_deg_mean": float(self.translation_direction_deg.mean()),
+            "translation_direction_deg_max": float(self.translation_direction_deg.max()),
+            "centre_error_mean": float(self.centre_error.mean()),
+        }
+
+
+def pose_errors(est_c2w: np.ndarray, ref_c2w: np.ndarray) -> PoseErrors:
+    """Align ``est_c2w`` (V, 4, 4) onto ``ref_c2w`` (V, 4, 4) with :func:`align_similarity`; measure errors."""
+    est_c2w, ref_c2w = np.asarray(est_c2w, np.float64), np.asarray(ref_c2w, np.float64)
+    if est_c2w.shape != ref_c2w.shape or est_c2w.shape[0] < 2:
+        raise ValueError(f"need two (V >= 2, 4, 4) stacks of the same shape, got {est_c2w.shape}, {ref_c2w.shape}")
+    s, R, t = align_similarity(est_c2w, ref_c2w)
+    R_est = R @ est_c2w[:, :3, :3]
+    c_est = s * est_c2w[:, :3, 3] @ R.T + t
+    R_ref, c_ref = ref_c2w[:, :3, :3], ref_c2w[:, :3, 3]
+    rot = _rotation_angle_deg(np.swapaxes(R_ref, -1, -2) @ R_est)
+    tdir = []
+    for i, j in itertools.combinations(range(len(c_ref)), 2):
+        a, b = c_est[j] - c_est[i], c_ref[j] - c_ref[i]
+        cos = a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-24)
+        tdir.append(math.degrees(math.acos(float(np.clip(cos, -1.0, 1.0)))))
+    spread = np.sqrt(((c_ref - c_ref.mean(0)) ** 2).sum(1).mean())
+    centre = np.linalg.norm(c_est - c_ref, axis=1) / max(spread, 1e-12)
+    return PoseErrors(rot, np.asarray(tdir), centre, s)

@@ -1,0 +1,119 @@
+"""Render a camera path into an H.264 MP4, streaming frames to ffmpeg batch by batch."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ilrm.errors import ILRMInputError
+from ilrm.gaussians import Gaussians
+
+__all__ = ["render_video"]
+
+RenderFn = Callable[..., Tensor]
+
+
+def _to_uint8_frames(images: Tensor, height: int, width: int) -> np.ndarray:
+    """(f, 3, H, W) float in [0, 1] → (f, H', W', 3) uint8, padded to even H', W' by edge replication.
+
+    H.264 in yuv420p needs even sides; padding (rather than letting ffmpeg rescale) keeps every
+    rendered pixel unchanged.
+    """
+    frames = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    frames = frames.permute(0, 2, 3, 1).cpu().numpy()
+    pad_h, pad_w = height % 2, width % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return frames
+
+
+def render_video(
+    gaussians: Gaussians,
+    K: Tensor,
+    c2w_path: Tensor,
+    height: int,
+    width: int,
+    path: str | Path,
+    *,
+    fps: int = 30,
+    batch_frames: int = 8,
+    quality: float = 8,
+    batch_index: int = 0,
+    render_fn: RenderFn | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **render_kwargs,
+) -> Path:
+    """Render ``gaussians`` along a camera path and write an H.264 (yuv420p) MP4 at ``path``.
+
+    gaussians: (B, N, ...) batch, scene ``batch_index`` is rendered; K: (3, 3) pixel intrinsics shared
+    by all frames; c2w_path: (F, 4, 4) OpenCV camera-to-world poses (e.g. from ``ilrm.camera_paths``).
+    Frames are rendered ``batch_frames`` at a time with ``render_fn(gaussians (1, N, ...),
+    K (1, f, 3, 3), c2w (1, f, 4, 4), height, width, **render_kwargs) → (1, f, 3, H, W)`` in [0, 1]
+    (default ``ilrm.render.render``) and piped to ffmpeg immediately, so memory stays bounded by
+    one batch. Odd sides are padded by one replicated row/column (yuv420p needs even sizes).
+    ``quality``: imageio's 0–10 scale (variable bit rate). ``progress(done, total)`` is called after
+    each batch. The file is written with ``+faststart`` so browsers can play it while loading.
+    Returns the path; a partial file is removed if rendering fails.
+    """
+    import imageio.v2 as imageio  # imported here: only video writing needs ffmpeg
+
+    if render_fn is None:
+        from ilrm.render import render as render_fn  # lazy: the renderer pulls in gsplat on CUDA
+    if c2w_path.ndim != 3 or c2w_path.shape[1:] != (4, 4) or c2w_path.shape[0] < 1:
+        raise ILRMInputError(f"c2w_path must have shape (F ≥ 1, 4, 4), got {tuple(c2w_path.shape)}")
+    if K.shape != (3, 3):
+        raise ILRMInputError(f"K must be one (3, 3) intrinsics matrix in pixels, got {tuple(K.shape)}")
+    if not (torch.isfinite(c2w_path).all() and torch.isfinite(K).all()):
+        raise ILRMInputError("camera path or intrinsics contain NaN or infinite values")
+    if height < 1 or width < 1 or batch_frames < 1 or fps <= 0:
+        raise ILRMInputError(
+            f"height, width, batch_frames and fps must be positive, got {height}, {width}, {batch_frames}, {fps}"
+        )
+    if not -gaussians.batch_size <= batch_index < gaussians.batch_size:
+        raise ILRMInputError(f"batch_index {batch_index} is out of range for {gaussians.batch_size} scene(s)")
+    g = gaussians.batch(batch_index % gaussians.batch_size)
+    device = g.means.device
+    K = K.to(device=device, dtype=torch.float32)
+    c2w_path = c2w_path.to(device=device, dtype=torch.float32)
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    total = c2w_path.shape[0]
+    writer = imageio.get_writer(
+        path,
+        format="FFMPEG",
+        mode="I",
+        fps=fps,
+        codec="libx264",
+        quality=quality,
+        pixelformat="yuv420p",
+        macro_block_size=2,  # sizes are already even; stops imageio from rescaling to multiples of 16
+        output_params=["-movflags", "+faststart"],
+        ffmpeg_log_level="error",
+    )
+    try:
+        with torch.no_grad():
+            for start in range(0, total, batch_frames):
+                poses = c2w_path[start : start + batch_frames]
+                f = poses.shape[0]
+                images = render_fn(g, K.expand(1, f, 3, 3), poses[None], height, width, **render_kwargs)
+                images = getattr(images, "images", images)  # a RenderOutput when depth/alpha were asked for
+                if images.shape != (1, f, 3, height, width):
+                    raise RuntimeError(f"render_fn returned {tuple(images.shape)}, expected {(1, f, 3, height, width)}")
+                for frame in _to_uint8_frames(images[0], height, width):
+                    writer.append_data(frame)
+                del images
+                if progress is not None:
+                    progress(min(start + f, total), total)
+    except BaseException:
+        with contextlib.suppress(Exception):  # ffmpeg may already be gone; the original error matters
+            writer.close()
+        path.unlink(missing_ok=True)
+        raise
+    writer.close()
+    return path

@@ -1,0 +1,215 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from plyfile import PlyData, PlyElement
+
+from ilrm.errors import ILRMInputError
+from ilrm.gaussian_files import (
+    OPACITY_EPS,
+    load_ply,
+    load_splat,
+    preview_ply,
+    prune,
+    save_ply,
+    save_splat,
+)
+from ilrm.gaussians import SH_C0, Gaussians
+
+
+def random_gaussians(b: int = 1, n: int = 50, degree: int = 0, seed: int = 0) -> Gaussians:
+    gen = torch.Generator().manual_seed(seed)
+    k = (degree + 1) ** 2
+    return Gaussians(
+        means=torch.randn(b, n, 3, generator=gen) * 3,
+        quats=F.normalize(torch.randn(b, n, 4, generator=gen), dim=-1),
+        scales=torch.exp(torch.randn(b, n, 3, generator=gen) - 3),
+        opacities=torch.rand(b, n, generator=gen) * 0.98 + 0.01,
+        sh=torch.randn(b, n, k, 3, generator=gen),
+    )
+
+
+def assert_same(a: Gaussians, b: Gaussians, rtol: float = 2e-6, atol: float = 1e-7) -> None:
+    torch.testing.assert_close(a.means, b.means, rtol=0, atol=0)
+    torch.testing.assert_close(a.sh, b.sh, rtol=0, atol=0)
+    torch.testing.assert_close(a.scales, b.scales, rtol=rtol, atol=atol)
+    torch.testing.assert_close(a.opacities, b.opacities, rtol=rtol, atol=atol)
+    torch.testing.assert_close(a.quats, b.quats, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("degree", [0, 3])
+def test_ply_round_trip(tmp_path, degree):
+    g = random_gaussians(b=2, n=64, degree=degree)
+    path = tmp_path / "g.ply"
+    assert save_ply(path, g, batch_index=1) == 64
+    back = load_ply(path)
+    assert back.sh.shape == (1, 64, (degree + 1) ** 2, 3)
+    assert_same(g.batch(1), back)
+
+
+def test_ply_layout_matches_3dgs(tmp_path):
+    g = random_gaussians(n=7, degree=2)
+    g.quats = g.quats * 3.0  # unnormalised input: the file stores the unit quaternion
+    path = tmp_path / "g.ply"
+    save_ply(path, g)
+    ply = PlyData.read(str(path))
+    assert not ply.text and ply.byte_order == "<"
+    assert [e.name for e in ply.elements] == ["vertex"]
+    v = ply["vertex"]
+    names = [p.name for p in v.properties]
+    k = 9
+    expected = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+    expected += [f"f_rest_{i}" for i in range(3 * (k - 1))]
+    expected += ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    assert names == expected
+    assert all(p.val_dtype in ("f4", "<f4") or np.dtype(p.val_dtype) == np.float32 for p in v.properties)
+    n, coeff, channel = 3, 5, 1  # f_rest is channel-major: index = channel·(K−1) + (coeff − 1)
+    assert v[f"f_rest_{channel * (k - 1) + coeff - 1}"][n] == g.sh[0, n, coeff, channel].item()
+    assert v["f_dc_2"][n] == g.sh[0, n, 0, 2].item()
+    p = g.opacities[0, n].double()
+    assert v["opacity"][n] == pytest.approx(torch.logit(p).item(), rel=1e-6)
+    assert v["scale_1"][n] == pytest.approx(g.scales[0, n, 1].log().item(), rel=1e-6)
+    q = F.normalize(g.quats[0, n], dim=-1)
+    assert [v[f"rot_{i}"][n] for i in range(4)] == pytest.approx(q.tolist(), abs=1e-6)
+
+
+def test_ply_opacity_extremes_stay_finite(tmp_path):
+    g = random_gaussians(n=3)
+    g.opacities = torch.tensor([[0.0, 1.0, 0.5]])
+    save_ply(tmp_path / "g.ply", g)
+    v = PlyData.read(str(tmp_path / "g.ply"))["vertex"]
+    assert np.isfinite(v["opacity"]).all()
+    back = load_ply(tmp_path / "g.ply")
+    torch.testing.assert_close(back.opacities, torch.tensor([[OPACITY_EPS, 1 - OPACITY_EPS, 0.5]]))
+
+
+@pytest.mark.parametrize("text,byte_order", [(False, "<"), (False, ">"), (True, "=")])
+def test_load_ply_from_other_writers(tmp_path, text, byte_order):
+    """Any property order, extra non-float properties, other elements, double type, ascii and big-endian."""
+    g = random_gaussians(n=5, degree=1)
+    path = tmp_path / "ref.ply"
+    save_ply(path, g)
+    v = PlyData.read(str(path))["vertex"].data
+    names = list(v.dtype.names)[::-1]  # reversed order
+    fields = [(n, "f8" if n == "x" else "f4") for n in names] + [("red", "u1")]
+    arr = np.empty(len(v), dtype=fields)
+    for n in names:
+        arr[n] = v[n]
+    arr["red"] = 7
+    faces = np.array([([0, 1, 2],)], dtype=[("vertex_indices", "i4", (3,))])
+    other = PlyElement.describe(faces, "face")
+    out = tmp_path / "other.ply"
+    PlyData([PlyElement.describe(arr, "vertex"), other], text=text, byte_order=byte_order).write(str(out))
+    assert_same(load_ply(path), load_ply(out))
+
+
+def test_load_ply_rejects_bad_files(tmp_path):
+    bad = tmp_path / "bad.ply"
+    bad.write_bytes(b"hello")
+    with pytest.raises(ILRMInputError, match="not a PLY"):
+        load_ply(bad)
+    # a plain point cloud (no Gaussian properties)
+    pts = np.zeros(4, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
+    PlyData([PlyElement.describe(pts, "vertex")]).write(str(bad))
+    with pytest.raises(ILRMInputError, match="missing properties"):
+        load_ply(bad)
+    # truncated body
+    good = tmp_path / "good.ply"
+    save_ply(good, random_gaussians(n=10))
+    bad.write_bytes(good.read_bytes()[:-5])
+    with pytest.raises(ILRMInputError, match="truncated"):
+        load_ply(bad)
+    # unknown format
+    bad.write_bytes(good.read_bytes().replace(b"binary_little_endian", b"binary_middle_endian"))
+    with pytest.raises(ILRMInputError, match="format"):
+        load_ply(bad)
+    with pytest.raises(ILRMInputError, match="batch_index"):
+        save_ply(good, random_gaussians(n=3), batch_index=2)
+
+
+def test_prune_and_save_with_pruning(tmp_path):
+    g = random_gaussians(n=10)
+    g.opacities = torch.linspace(0.0, 0.9, 10)[None]
+    g.means[0, 9, 0] = float("nan")
+    kept, removed = prune(g, min_opacity=0.25)
+    # opacities 0, 0.1, 0.2 below the threshold, and the NaN one
+    assert removed == 4 and kept.num_gaussians == 6
+    assert (kept.opacities >= 0.25).all() and torch.isfinite(kept.means).all()
+    assert save_ply(tmp_path / "p.ply", g, prune_opacity=0.25) == 6
+    assert load_ply(tmp_path / "p.ply").num_gaussians == 6
+    with pytest.raises(ILRMInputError, match="one scene"):
+        prune(random_gaussians(b=2), 0.1)
+
+
+def test_splat_layout_and_round_trip(tmp_path):
+    g = random_gaussians(n=40, degree=1)
+    g.sh[..., 0, :] = (torch.rand(1, 40, 3) - 0.5) / SH_C0  # colours inside [0, 1]
+    path = tmp_path / "g.splat"
+    assert save_splat(path, g) == 40
+    raw = path.read_bytes()
+    assert len(raw) == 32 * 40
+    back = load_splat(path)
+    importance = back.scales.prod(-1) * back.opacities
+    assert (importance[0, :-1] >= importance[0, 1:]).all()  # sorted, most important first
+    # match each written Gaussian to its source by position (exact float32)
+    order = torch.argsort(-(g.scales.prod(-1) * g.opacities)[0], stable=True)
+    src = g[order]
+    torch.testing.assert_close(back.means, src.means, rtol=0, atol=0)
+    torch.testing.assert_close(back.scales, src.scales, rtol=0, atol=0)
+    torch.testing.assert_close(back.colors(), src.colors(), rtol=0, atol=0.5 / 255 + 1e-6)
+    torch.testing.assert_close(back.opacities, src.opacities, rtol=0, atol=0.5 / 255 + 1e-6)
+    # 8-bit quaternions: the rotation is close, up to sign
+    dots = (back.quats * src.quats).sum(-1).abs()
+    assert (dots > 0.999).all()
+    # first record decodes by hand as documented: 3×f32 position, 3×f32 scale, RGBA u8, rot u8 (w,x,y,z)
+    rec = np.frombuffer(raw[:32], dtype="<f4", count=6)
+    np.testing.assert_array_equal(rec[:3], src.means[0, 0].numpy())
+    rot = np.frombuffer(raw[28:32], dtype=np.uint8).astype(np.float64)
+    np.testing.assert_allclose((rot - 128) / 128, src.quats[0, 0].numpy(), atol=1 / 128)
+
+
+def test_preview_ply(tmp_path):
+    g = random_gaussians(n=2000)
+    g.means = g.means * 40 + torch.tensor([100.0, -50.0, 7.0])
+    g.opacities = g.opacities.clamp_min(0.05)
+    g.opacities[0, :500] = 0.001  # near-transparent: dropped
+    path = tmp_path / "preview.ply"
+    info = preview_ply(path, g, max_gaussians=1000, min_opacity=0.02, target_extent=1.5)
+    assert info["num_input"] == 2000 and info["num_pruned"] == 500
+    assert info["num_subsampled"] == 500 and info["num_written"] == 1000
+    ply = PlyData.read(str(path))
+    assert [e.name for e in ply.elements] == ["vertex"] and ply.byte_order == "<" and not ply.text
+    props = ply["vertex"].properties
+    assert all(np.dtype(p.val_dtype) == np.float32 for p in props)
+    assert not any(p.name.startswith("f_rest") for p in props)
+    back = load_ply(path)
+    dist = back.means[0].norm(dim=-1)
+    assert back.num_gaussians == 1000
+    assert float(back.means[0].median(0).values.abs().max()) < 0.05
+    assert 0.6 < float(torch.quantile(dist, 0.9)) < 0.9  # ≈ target_extent / 2
+    # the returned transform maps the kept world means onto the preview means
+    T = torch.tensor(info["transform"], dtype=torch.float64)
+    world = g.means[0].double()
+    mapped = world @ T[:3, :3].T + T[:3, 3]
+    d, idx = torch.cdist(back.means[0].double(), mapped).min(dim=1)
+    assert float(d.max()) < 1e-4
+    torch.testing.assert_close(back.scales[0], g.scales[0, idx] * info["scale"], rtol=1e-5, atol=0)
+    torch.testing.assert_close(back.colors()[0], g.colors()[0, idx], rtol=0, atol=0)
+    # deterministic subsampling
+    info2 = preview_ply(tmp_path / "p2.ply", g, max_gaussians=1000)
+    assert info2["transform"] == info["transform"]
+    assert (tmp_path / "p2.ply").read_bytes() == path.read_bytes()
+
+
+def test_preview_rotation_and_errors(tmp_path):
+    g = random_gaussians(n=100)
+    R = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    a = preview_ply(tmp_path / "a.ply", g)
+    b = preview_ply(tmp_path / "b.ply", g, rotation=R)
+    ma, mb = load_ply(tmp_path / "a.ply").means[0], load_ply(tmp_path / "b.ply").means[0]
+    torch.testing.assert_close(mb, ma @ R.T, atol=1e-5, rtol=0)
+    assert a["scale"] == pytest.approx(b["scale"])
+    with pytest.raises(ILRMInputError, match="rotation"):
+        preview_ply(tmp_path / "c.ply", g, rotation=torch.diag(torch.tensor([1.0, 1.0, -1.0])))
+    with pytest.raises(ILRMInputError, match="nothing to preview"):
+        preview_ply(tmp_path / "c.ply", g, min_opacity=2.0)
