@@ -1,0 +1,1 @@
+"""Evaluation harness: reference metrics (PSNR / SSIM / LPIPS), benchmarks and leaderboards."""

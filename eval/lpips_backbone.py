@@ -370,7 +370,9 @@ def _read_cached_backbone(path: Path) -> dict[str, torch.Tensor] | None:
     return state if set(state) == expected else None
 
 
-def backbone_state_dict(cache_dir: str | Path | None = None, allow_fetch: bool | None = None) -> dict[str, torch.Tensor]:
+def backbone_state_dict(
+    cache_dir: str | Path | None = None, allow_fetch: bool | None = None
+) -> dict[str, torch.Tensor]:
     """The converted VGG16 backbone for ``lpips.LPIPS(net="vgg")`` (26 float32 tensors, ``net.*`` keys).
 
     Read from ``<cache>/vgg16_lpips_backbone.safetensors`` when present and built from the verified

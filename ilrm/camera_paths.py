@@ -54,7 +54,7 @@ def slerp(q0: Tensor, q1: Tensor, t: Tensor) -> Tensor:
     """
     q0, q1 = F.normalize(q0, dim=-1), F.normalize(q1, dim=-1)
     dot = (q0 * q1).sum(-1, keepdim=True)
-    q1 = q1  # q and −q are the same rotation: take the short way round
+    q1 = torch.where(dot < 0, -q1, q1)  # q and −q are the same rotation: take the short way round
     dot = dot.abs().clamp(max=1.0)
     t = t[..., None]
     theta = torch.acos(dot)

@@ -110,24 +110,25 @@ def _prepare(gaussians: Gaussians, batch_index: int, prune_opacity: float | None
 
 
 def _ply_columns(g: Gaussians, *, rest: bool = True) -> tuple[list[str], np.ndarray]:
-    """Property names and an (N, P) float32 table in the 3DGS layout for a B = 1 scene."""
+    """Property names and an (N, P) float32 table in the 3DGS layout for a B = 1 float32 CPU scene."""
     n = g.num_gaussians
-    sh = g.sh[0].double().numpy()  # (N, K, 3)
+    sh = g.sh[0].numpy()  # (N, K, 3) float32, copied as is
     k = sh.shape[1] if rest else 1
-    opa = np.clip(g.opacities[0].double().numpy(), OPACITY_EPS, 1 - OPACITY_EPS)
-    logit = np.log(opa) - np.log1p(-opa)
-    log_scales = np.log(np.maximum(g.scales[0].double().numpy(), _SCALE_MIN))
-    quats = g.quats[0].double().numpy()
-    quats = quats / np.maximum(np.linalg.norm(quats, axis=-1, keepdims=True), 1e-30)
-    # INRIA flattens (N, 3, K-1): all coefficients of red, then green, then blue.
-    f_rest = sh[:, 1:k, :].transpose(0, 2, 1).reshape(n, 3 * (k - 1))
     names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
     names += [f"f_rest_{i}" for i in range(3 * (k - 1))]
     names += ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
-    table = np.concatenate(
-        [g.means[0].double().numpy(), np.zeros((n, 3)), sh[:, 0, :], f_rest, logit[:, None], log_scales, quats],
-        axis=1,
-    ).astype("<f4")
+    table = np.empty((n, len(names)), dtype="<f4")
+    table[:, 0:3] = g.means[0].numpy()
+    table[:, 3:6] = 0
+    table[:, 6:9] = sh[:, 0, :]
+    # INRIA flattens (N, 3, K-1): all coefficients of red, then green, then blue.
+    table[:, 9 : 9 + 3 * (k - 1)] = sh[:, 1:k, :].transpose(0, 2, 1).reshape(n, 3 * (k - 1))
+    # The activations are inverted in float64 so that reading back recovers the float32 values.
+    opa = np.clip(g.opacities[0].numpy().astype(np.float64), OPACITY_EPS, 1 - OPACITY_EPS)
+    table[:, -8] = np.log(opa) - np.log1p(-opa)
+    table[:, -7:-4] = np.log(np.maximum(g.scales[0].numpy().astype(np.float64), _SCALE_MIN))
+    quats = g.quats[0].numpy().astype(np.float64)
+    table[:, -4:] = quats / np.maximum(np.linalg.norm(quats, axis=-1, keepdims=True), 1e-30)
     return names, table
 
 
@@ -242,17 +243,23 @@ def load_ply(path: str | Path) -> Gaussians:
     if n_rest % 3 or math.isqrt(k) ** 2 != k or any(f"f_rest_{i}" not in present for i in range(n_rest)):
         raise ILRMInputError(f"{path}: {n_rest} f_rest_* properties do not form SH of a whole degree (3·((d+1)²−1))")
 
-    def cols(names: list[str]) -> np.ndarray:
-        return np.stack([v[n].astype(np.float64) for n in names], axis=-1) if names else np.zeros((len(v), 0))
+    def cols(names: list[str], dtype: type = np.float32) -> np.ndarray:
+        """(N, len(names)) array; float32 properties are copied bit-exactly."""
+        out = np.empty((len(v), len(names)), dtype=dtype)
+        for i, name in enumerate(names):
+            out[:, i] = v[name]
+        return out
 
     n = len(v)
     means = cols(["x", "y", "z"])
-    dc = cols(["f_dc_0", "f_dc_1", "f_dc_2"])
-    rest = cols([f"f_rest_{i}" for i in range(n_rest)]).reshape(n, 3, k - 1).transpose(0, 2, 1)
-    sh = np.concatenate([dc[:, None, :], rest], axis=1)
-    opacities = 1.0 / (1.0 + np.exp(-v["opacity"].astype(np.float64)))
-    scales = np.exp(cols(["scale_0", "scale_1", "scale_2"]))
-    quats = cols(["rot_0", "rot_1", "rot_2", "rot_3"])
+    sh_flat = cols(["f_dc_0", "f_dc_1", "f_dc_2"] + [f"f_rest_{i}" for i in range(n_rest)])
+    sh = np.empty((n, k, 3), dtype=np.float32)
+    sh[:, 0, :] = sh_flat[:, :3]
+    sh[:, 1:, :] = sh_flat[:, 3:].reshape(n, 3, k - 1).transpose(0, 2, 1)  # channel-major → (K−1, 3)
+    # Activations in float64, then rounded once to float32.
+    opacities = 1.0 / (1.0 + np.exp(-cols(["opacity"], np.float64)[:, 0]))
+    scales = np.exp(cols(["scale_0", "scale_1", "scale_2"], np.float64))
+    quats = cols(["rot_0", "rot_1", "rot_2", "rot_3"], np.float64)
     quats = quats / np.maximum(np.linalg.norm(quats, axis=-1, keepdims=True), 1e-30)
 
     def t(a: np.ndarray) -> Tensor:

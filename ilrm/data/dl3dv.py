@@ -91,7 +91,9 @@ def read_opencv_cameras(scene_dir: str | Path) -> OpenCVScene:
     return OpenCVScene(str(name), path.parent, frames)
 
 
-def load_frame(frame: OpenCVFrame, image_size: tuple[int, int], resize: ResizeMode = "stretch") -> tuple[Tensor, Tensor]:
+def load_frame(
+    frame: OpenCVFrame, image_size: tuple[int, int], resize: ResizeMode = "stretch"
+) -> tuple[Tensor, Tensor]:
     """Read and resize one frame. Returns image (3, H, W) uint8 and pixel intrinsics (3, 3) float64."""
     try:
         im = Image.open(frame.path).convert("RGB")
@@ -114,7 +116,7 @@ def load_frame(frame: OpenCVFrame, image_size: tuple[int, int], resize: ResizeMo
         arr = np.asarray(resize_crop_pil(im, (H, W)))
     else:
         raise ILRMInputError(f"resize must be 'stretch' or 'crop', got {resize!r}")
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1), K
+    return torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1), K
 
 
 def load_scene_views(

@@ -279,10 +279,13 @@ class RE10KChunks(IterableDataset):
     def _current_step(self) -> int:
         return int(getattr(self.step, "value", self.step))
 
-    def _my_chunks(self, rng: np.random.Generator) -> list[str]:
+    def _my_chunks(self) -> list[str]:
         chunks = list(self.chunks)
         if self.shuffle:
-            chunks = [chunks[i] for i in rng.permutation(len(chunks))]
+            # Same permutation in every rank and worker (seeded by epoch only), so the shards
+            # taken below stay disjoint.
+            perm = np.random.default_rng([self.seed, self.epoch]).permutation(len(chunks))
+            chunks = [chunks[i] for i in perm]
         info = get_worker_info()
         workers, wid = (info.num_workers, info.id) if info is not None else (1, 0)
         shards, shard = self.world_size * workers, self.rank * workers + wid
@@ -299,7 +302,7 @@ class RE10KChunks(IterableDataset):
                 return
 
     def _iter_epoch(self, rng: np.random.Generator) -> Iterator[Example]:
-        for name in self._my_chunks(rng):
+        for name in self._my_chunks():
             chunk = load_chunk(self.split_dir / name)
             order = rng.permutation(len(chunk)) if self.shuffle else range(len(chunk))
             for i in order:

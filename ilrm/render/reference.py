@@ -372,7 +372,7 @@ def composite_tiles(
             gidx = torch.where(valid, flat_ids[idx.clamp_max(flat_ids.numel() - 1)], pad)
             args = (pix[active], feats[gidx], T[active], done[active], D)
             if use_checkpoint:
-                contrib, T_new, done_new = _checkpoint(_composite_chunk, *args, use_reentrant=False)
+                contrib, T_new, done_new = _checkpoint(_composite_chunk, *args, use_reentrant=True)
             else:
                 contrib, T_new, done_new = _composite_chunk(*args)
             acc = acc.index_add(0, active, contrib)

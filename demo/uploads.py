@@ -1,0 +1,359 @@
+"""Uploaded photos → checked RGB arrays → model-ready :class:`ilrm.cameras.Views`.
+
+Rules for uploads (each failure is an :class:`ILRMInputError` that says what to do):
+
+- between ``min_views`` (2) and ``max_views`` (32) photos, each with its own file name;
+- every file must be an image Pillow can decode fully (JPEG, PNG, WebP, BMP, TIFF, ...);
+- EXIF orientation is applied first, then every photo must have the **same size** (width × height):
+  one camera shot them, and pose estimation uses one shared camera;
+- photos larger than ``max_side`` on their long side are downscaled (the scale is kept, intrinsics
+  follow it); greyscale, palette, 16-bit and CMYK photos become 8-bit RGB; transparent pixels are
+  composited over white (the models' background colour).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import struct
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+from ilrm.cameras import Views, normalize_poses, resize_and_center_crop
+from ilrm.errors import ILRMInputError
+from ilrm.poses import DEFAULT_FOV_DEG, CameraSet, PoseEstimate, estimate_poses, focal_from_fov
+
+from .camera_files import match_cameras
+
+__all__ = [
+    "LoadedImage",
+    "AssembledViews",
+    "load_uploaded_images",
+    "exif_focal_px",
+    "assemble_views",
+    "estimate_upload_cameras",
+    "MAX_PIXELS",
+]
+
+#: Photos with more pixels than this are refused before decoding (memory); ~150 megapixels.
+MAX_PIXELS = 150_000_000
+# Extensions Pillow cannot open here, with the advice to give.
+_UNSUPPORTED = {
+    ".heic": "HEIC/HEIF photos (iPhone default) are not supported: export them as JPEG",
+    ".heif": "HEIC/HEIF photos are not supported: export them as JPEG",
+    ".avif": "AVIF photos are not supported: export them as JPEG or PNG",
+    ".dng": "RAW photos are not supported: export them as JPEG",
+    ".cr2": "RAW photos are not supported: export them as JPEG",
+    ".nef": "RAW photos are not supported: export them as JPEG",
+    ".arw": "RAW photos are not supported: export them as JPEG",
+}
+
+
+@dataclass
+class LoadedImage:
+    """One uploaded photo, decoded.
+
+    name: file name as uploaded (no folders). array: (H, W, 3) uint8 RGB, EXIF orientation applied,
+    downscaled so that max(H, W) <= max_side. original_size: (height, width) of the full-size photo
+    after EXIF orientation. exif_focal_px: focal length in pixels for ``array``'s size, from EXIF,
+    or None.
+    """
+
+    name: str
+    array: np.ndarray
+    original_size: tuple[int, int]
+    exif_focal_px: float | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of ``array``."""
+        return int(self.array.shape[0]), int(self.array.shape[1])
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """(sy, sx): ``array`` size / original size, per axis."""
+        return self.array.shape[0] / self.original_size[0], self.array.shape[1] / self.original_size[1]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def load_uploaded_images(
+    paths: Sequence[str | Path],
+    *,
+    max_side: int = 1024,
+    min_views: int = 2,
+    max_views: int = 32,
+    names: Sequence[str] | None = None,
+) -> list[LoadedImage]:
+    """Decode and check uploaded photos (see the module docstring for the rules).
+
+    paths: the uploaded files; names: their user-facing names (default: the paths' file names).
+    Returns one :class:`LoadedImage` per path, in order. Raises :class:`ILRMInputError`.
+    """
+    paths = [Path(p) for p in paths]
+    names = [Path(p).name for p in paths] if names is None else list(names)
+    if len(names) != len(paths):
+        raise ValueError("names and paths differ in length")
+    if len(paths) < min_views:
+        raise ILRMInputError(
+            f"upload at least {min_views} photos of the scene (got {len(paths)}): the model reconstructs from "
+            "several views taken from different positions"
+        )
+    if len(paths) > max_views:
+        raise ILRMInputError(
+            f"upload at most {max_views} photos (got {len(paths)}): remove {len(paths) - max_views}, keeping "
+            "photos spread around the scene"
+        )
+    seen: dict[str, str] = {}
+    for n in names:
+        if n.lower() in seen:
+            raise ILRMInputError(f"two photos are named {n!r}; rename one (photos are matched to cameras by name)")
+        seen[n.lower()] = n
+    images = [_load_one(p, n, max_side) for p, n in zip(paths, names)]
+    sizes: dict[tuple[int, int], list[str]] = {}
+    for im in images:
+        sizes.setdefault(im.original_size, []).append(im.name)
+    if len(sizes) > 1:
+        groups = "; ".join(
+            f"{w}×{h}: {', '.join(ns[:3])}{' ...' if len(ns) > 3 else ''}" for (h, w), ns in sizes.items()
+        )
+        raise ILRMInputError(
+            "all photos must have the same size (one camera, one orientation); got "
+            f"{groups}. Upload photos from one camera, all landscape or all portrait, not cropped or resized."
+        )
+    return images
+
+
+def _load_one(path: Path, name: str, max_side: int) -> LoadedImage:
+    """Decode one photo; every failure becomes an ILRMInputError naming the file."""
+    ext = path.suffix.lower()
+    if ext in _UNSUPPORTED:
+        raise ILRMInputError(f"{name!r}: {_UNSUPPORTED[ext]}")
+    if not path.is_file() or path.stat().st_size == 0:
+        raise ILRMInputError(f"{name!r} is empty or missing; upload it again")
+    try:
+        with Image.open(path) as probe:
+            probe.verify()  # structure checks without decoding all pixels
+    except UnidentifiedImageError as e:
+        raise ILRMInputError(
+            f"{name!r} is not an image that can be read (JPEG, PNG, WebP, BMP or TIFF); it may be another kind "
+            "of file with an image extension. Remove it or export it as JPEG/PNG."
+        ) from e
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types for damaged files
+        raise ILRMInputError(f"{name!r} is damaged ({e}); export or upload it again") from e
+    try:
+        with contextlib.ExitStack() as stack, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we apply our own limit
+            img = stack.enter_context(Image.open(path))
+            w0, h0 = img.size
+            if w0 * h0 > MAX_PIXELS:
+                raise ILRMInputError(
+                    f"{name!r} is {w0}×{h0} ({w0 * h0 / 1e6:.0f} megapixels), more than "
+                    f"{MAX_PIXELS / 1e6:.0f}; downscale it before uploading"
+                )
+            exif = img.getexif()
+            orientation = int(exif.get(ExifTags.Base.Orientation, 1) or 1)
+            swapped = orientation in (5, 6, 7, 8)
+            oh, ow = (w0, h0) if swapped else (h0, w0)  # the size the photo is shown at
+            s = min(1.0, max_side / max(oh, ow))
+            out_w, out_h = max(1, round(ow * s)), max(1, round(oh * s))
+            if s < 1.0 and img.format == "JPEG":
+                # Decode at a reduced DCT scale (≥ the target size): fast and light for huge JPEGs.
+                want = (out_h, out_w) if swapped else (out_w, out_h)
+                img.draft(None, want)
+            img.load()
+            focal = exif_focal_px(exif, (oh, ow))
+            img = ImageOps.exif_transpose(img)
+            img = _to_rgb(img)
+            if img.size != (out_w, out_h):
+                img = img.resize((out_w, out_h), Image.LANCZOS)
+            array = np.asarray(img, dtype=np.uint8).copy()
+    except ILRMInputError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ILRMInputError(f"{name!r} is too large to decode safely; downscale it before uploading") from e
+    except (OSError, SyntaxError, ValueError, struct.error) as e:
+        raise ILRMInputError(
+            f"{name!r} is damaged or incomplete ({e}); the upload may have been cut off: export or upload it again"
+        ) from e
+    if focal is not None:
+        focal *= max(out_h, out_w) / max(oh, ow)
+    return LoadedImage(name=name, array=array, original_size=(oh, ow), exif_focal_px=focal)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB; alpha composited over white; 16-bit greyscale scaled (not clipped) to 8 bits."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N") or (img.mode == "I" and np.asarray(img).max() <= 65535):
+        a = np.asarray(img, dtype=np.float64) / 257.0
+        return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if img.mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        a = a * 255.0 if a.max() <= 1.0 else a
+        return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def exif_focal_px(exif: Image.Exif, size_hw: tuple[int, int]) -> float | None:
+    """Focal length in pixels for a photo of ``size_hw`` (height, width) as shown, from its EXIF.
+
+    Prefers ``FocalLengthIn35mmFilm`` (f35): ``f_px = f35 / 36 mm × long side in pixels``, i.e. the
+    35 mm-equivalent focal length taken across the long side of a 36 × 24 mm frame. Otherwise
+    ``FocalLength`` (mm) × ``FocalPlaneXResolution`` (pixels per unit of ``FocalPlaneResolutionUnit``),
+    rescaled from the sensor's pixel dimensions when EXIF gives them. Values giving a field of view
+    outside 10°-150° across the long side are treated as absent (None).
+    """
+    try:
+        ifd = exif.get_ifd(ExifTags.IFD.Exif)
+    except Exception:  # noqa: BLE001 - broken EXIF blocks are common; they only cost the prior
+        return None
+    long_side = max(size_hw)
+
+    def num(tag: int) -> float | None:
+        v = ifd.get(tag, exif.get(tag))
+        try:
+            v = float(v)
+        except (TypeError, ValueError, ZeroDivisionError):
+            return None
+        return v if math.isfinite(v) and v > 0 else None
+
+    f_px = None
+    f35 = num(ExifTags.Base.FocalLengthIn35mmFilm)
+    if f35 is not None:
+        f_px = f35 / 36.0 * long_side
+    else:
+        f_mm, res = num(ExifTags.Base.FocalLength), num(ExifTags.Base.FocalPlaneXResolution)
+        unit = {2: 25.4, 3: 10.0, 4: 1.0, 5: 1e-3}.get(int(num(ExifTags.Base.FocalPlaneResolutionUnit) or 2))
+        if f_mm is not None and res is not None and unit is not None:
+            f_px = f_mm * res / unit  # pixels of the sensor image
+            px, py = num(ExifTags.Base.ExifImageWidth), num(ExifTags.Base.ExifImageHeight)
+            if px is not None and py is not None:
+                f_px *= long_side / max(px, py)
+    if f_px is None:
+        return None
+    fov = math.degrees(2 * math.atan(0.5 * long_side / f_px))
+    return f_px if 10.0 <= fov <= 150.0 else None
+
+
+# ---- cameras for uploads without a camera file ---------------------------------------------
+
+
+def estimate_upload_cameras(
+    images: Sequence[LoadedImage], *, fov_deg: float | None = None, **kwargs
+) -> tuple[PoseEstimate, str]:
+    """Estimate cameras for unposed uploads with :func:`ilrm.poses.estimate_poses`.
+
+    The focal-length prior is the median EXIF focal length when every photo has one, else
+    ``fov_deg`` (full field of view across the long side, e.g. from a slider), else
+    :data:`ilrm.poses.DEFAULT_FOV_DEG`. Returns (estimate, a sentence saying which prior was used).
+    """
+    h, w = images[0].size
+    focals = [im.exif_focal_px for im in images]
+    if all(f is not None for f in focals):
+        focal = float(np.median(focals))
+        fov = math.degrees(2 * math.atan(0.5 * max(h, w) / focal))
+        note = f"focal length from EXIF: {focal:.0f} px ({fov:.0f}° across the long side)"
+    else:
+        fov = DEFAULT_FOV_DEG if fov_deg is None else float(fov_deg)
+        focal = focal_from_fov(fov, h, w)
+        note = f"focal length from a {fov:.0f}° field of view ({'default' if fov_deg is None else 'given'})"
+    est = estimate_poses([(im.name, im.array) for im in images], focal_px=focal, **kwargs)
+    return est, note
+
+
+# ---- assembling the model's input ----------------------------------------------------------
+
+
+@dataclass
+class AssembledViews:
+    """Model input and what is needed to map its output back to the user's frame.
+
+    views: Views with batch 1: images (1, V, 3, H, W) in [0, 1], intrinsics (1, V, 3, 3) pixels,
+        c2w (1, V, 4, 4) OpenCV, normalised when asked (``views.c2w = transform @ c2w_original``).
+    names: photo names (V,). c2w_original: (V, 4, 4) cameras in the camera file's (or estimate's)
+        frame. intrinsics_original: (V, 3, 3) for the uploaded photos at their loaded size.
+    transform: (4, 4) similarity (rotation and translation scaled by ``scale``); a point x in the
+        model's frame is ``transform⁻¹ x`` in the user's frame; Gaussian scales divide by ``scale``.
+    warnings: messages for the user (ignored distortion, unused cameras, ...).
+    """
+
+    views: Views
+    names: list[str]
+    c2w_original: torch.Tensor
+    intrinsics_original: torch.Tensor
+    transform: torch.Tensor
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def scale(self) -> float:
+        """Uniform scale of ``transform`` (model units per user unit)."""
+        return float(torch.linalg.det(self.transform[:3, :3].double()).abs() ** (1.0 / 3.0))
+
+    def points_to_original(self, points: torch.Tensor) -> torch.Tensor:
+        """Map (..., 3) points from the model's frame back to the user's frame."""
+        inv = torch.linalg.inv(self.transform.double()).to(points.dtype)
+        return points @ inv[:3, :3].T + inv[:3, 3]
+
+
+def assemble_views(
+    images: Sequence[LoadedImage],
+    cameras: CameraSet,
+    image_size: tuple[int, int],
+    *,
+    normalize: bool = True,
+    scale_before_recentre: bool = False,
+    allow_unused_cameras: bool = True,
+) -> AssembledViews:
+    """Match cameras to photos, resize/centre-crop to ``image_size`` (H, W), normalise poses.
+
+    Pre-processing is the one the models were trained with: antialiased resize that covers
+    ``image_size`` keeping the aspect ratio, then a centre crop (intrinsics follow,
+    :func:`ilrm.cameras.resize_and_center_crop`), and the SPEC's pose normalisation over all views
+    (``scale_before_recentre`` reproduces the RE10K code's quirk).
+    Raises :class:`ILRMInputError` when photos and cameras do not match.
+    """
+    matched = match_cameras(cameras, [(im.name, im.original_size) for im in images], allow_unused=allow_unused_cameras)
+    ims, Ks, K_orig = [], [], []
+    for im, K in zip(images, matched.intrinsics):
+        sy, sx = im.scale
+        K = K.copy()
+        K[0, :] *= sx  # from the original photo size to the loaded (possibly downscaled) array
+        K[1, :] *= sy
+        K[2, :] = (0.0, 0.0, 1.0)
+        K_t = torch.from_numpy(K).float()
+        x = torch.from_numpy(im.array).permute(2, 0, 1).float().div(255.0)
+        x, K_new = resize_and_center_crop(x, K_t, tuple(image_size))
+        ims.append(x)
+        Ks.append(K_new)
+        K_orig.append(K_t)
+    c2w = torch.from_numpy(matched.c2w).double()
+    if normalize:
+        ctx, _, transform = normalize_poses(c2w[None], None, scale_before_recentre=scale_before_recentre)
+        c2w_model, transform = ctx[0], transform[0]
+    else:
+        c2w_model, transform = c2w, torch.eye(4, dtype=torch.float64)
+    views = Views(
+        images=torch.stack(ims)[None].contiguous(),
+        intrinsics=torch.stack(Ks)[None].float(),
+        c2w=c2w_model[None].float(),
+    )
+    views.validate()
+    return AssembledViews(
+        views=views,
+        names=[im.name for im in images],
+        c2w_original=c2w.float(),
+        intrinsics_original=torch.stack(K_orig),
+        transform=transform.float(),
+        warnings=matched.warnings,
+    )
