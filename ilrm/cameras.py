@@ -230,3 +230,7 @@ def check_image_size(height: int, width: int, multiple: int) -> None:
             f"{multiple} (patch size × viewpoint factor); try {near(height)} × {near(width)}, "
             "e.g. with ilrm.cameras.resize_and_center_crop"
         )
+
+
+# Camera paths for videos live in their own module; re-exported as part of `ilrm.cameras`.
+from .camera_paths import fly_through, interpolate_poses, orbit_path  # noqa: E402

@@ -252,3 +252,47 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# ---- one entry point for every model source -----------------------------------------------
+
+OFFICIAL_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+def load_model(source: str | Path, *, revision: str | None = None, trust_pickle: bool = False, **hub_kwargs: Any):
+    """Any model the project can run, in eval mode:
+
+    - a folder in our format (``config.json`` + ``model.safetensors``), iLRM or full-attention baseline;
+    - a Hugging Face Hub repo id in our format (``revision`` pins a branch/tag/commit);
+    - one of the authors' released files (``*.ckpt`` / ``*.pt``), through :func:`load_official_checkpoint`;
+    - ``"preset:<name>"`` for randomly initialised weights (benchmarks and tests only).
+    """
+    from .baselines import FullAttentionLRM
+    from .model import ILRM
+
+    src = str(source)
+    if src.startswith("preset:"):
+        from .baselines import build_model
+
+        return build_model(ILRMConfig.preset(src.split(":", 1)[1])).eval()
+    path = Path(src).expanduser()
+    if path.is_file() and path.suffix in OFFICIAL_SUFFIXES:
+        return load_official_checkpoint(path, trust_pickle=trust_pickle)
+    if path.is_dir():
+        cfg_file = path / "config.json"
+        if not cfg_file.is_file():
+            raise ILRMInputError(f"{path} has no config.json: not a checkpoint folder in our format")
+        arch = ILRMConfig.from_json(cfg_file).arch
+        cls = ILRM if arch == "ilrm" else FullAttentionLRM
+        return cls.from_pretrained(path).eval()
+    if path.exists() or src.startswith((".", "/", "~")) or src.count("/") != 1:
+        raise ILRMInputError(
+            f"cannot load model {src!r}: expected a checkpoint folder, an authors' .ckpt/.pt file, "
+            "a Hub repo id like 'user/name', or 'preset:<name>'"
+        )
+    from huggingface_hub import hf_hub_download
+
+    cfg_path = hf_hub_download(src, "config.json", revision=revision, **hub_kwargs)
+    arch = ILRMConfig.from_json(cfg_path).arch
+    cls = ILRM if arch == "ilrm" else FullAttentionLRM
+    return cls.from_pretrained(src, revision=revision, **hub_kwargs).eval()

@@ -154,3 +154,12 @@ def decode_gaussians(
     # channel order in the head is (coefficient, rgb) → (K, 3)
     sh = sh.float().reshape(*sh.shape[:-1], sh_coeffs, 3)
     return Gaussians(means=means, quats=quats, scales=scales, opacities=opacities, sh=sh)
+
+
+# File formats live in their own module; re-exported here as part of `ilrm.gaussians`.
+from .gaussian_files import load_ply, load_splat, preview_ply, prune, save_ply, save_splat  # noqa: E402
+
+__all__ = [
+    "Gaussians", "SH_C0", "decode_gaussians", "quat_multiply", "quat_to_rotmat", "rotmat_to_quat",
+    "save_ply", "load_ply", "save_splat", "load_splat", "prune", "preview_ply",
+]

@@ -146,6 +146,10 @@ class ILRM(GaussianLRM, PyTorchModelHubMixin, **HUB_KWARGS):
     def process(self, views: Views, image_tokens: Tensor) -> Tensor:
         B, V = views.batch_size, views.num_views
         ctx = image_tokens.reshape(B * V, -1, image_tokens.shape[-1])
+        dev = ctx.device.type
+        if torch.is_autocast_enabled(dev):
+            # Every read block projects ctx; cast the (large) image tokens once, not 2× per block.
+            ctx = ctx.to(torch.get_autocast_dtype(dev))
         return self._run_blocks(self.blocks, self.viewpoint_tokens(views), ctx, V)
 
 

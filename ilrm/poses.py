@@ -383,12 +383,13 @@ def _two_view(
     n_inliers = len(geom.inlier_matches)
     tri_deg = math.degrees(float(geom.tri_angle)) if geom.tri_angle is not None else 0.0
     if config in (Config.PLANAR, Config.PANORAMIC, Config.PLANAR_OR_PANORAMIC):
-        what = {
-            Config.PLANAR: "the matches lie on one flat surface",
-            Config.PANORAMIC: "the camera only rotated between the shots (no sideways movement)",
-            Config.PLANAR_OR_PANORAMIC: "the matches fit a single flat surface or a camera that only rotated",
-        }[config]
-        raise ILRMInputError(f"cannot estimate cameras from these two photos: {what}. {_SHOOT_ADVICE}")
+        # COLMAP's planar/panoramic labels are not reliable apart (a camera turning on the spot is
+        # often labelled planar), so name both causes.
+        raise ILRMInputError(
+            "cannot estimate cameras from these two photos: one image maps onto the other by a homography, "
+            "which happens when the camera only turned or barely moved between the shots, or when the scene is "
+            f"one flat surface. {_SHOOT_ADVICE}"
+        )
     if config != Config.CALIBRATED or n_inliers < 30:
         raise ILRMInputError(
             f"could not relate the two photos ({n_inliers} consistent matches). Check that they show the "
@@ -504,9 +505,10 @@ def _diagnose_failure(db: Path, n_images: int) -> str:
 
 
 def _rotation_angle_deg(R: np.ndarray) -> np.ndarray:
-    """Rotation angle in degrees of (..., 3, 3) rotation matrices."""
+    """Rotation angle in degrees of (..., 3, 3) rotation matrices (atan2: accurate near 0° too)."""
     cos = (np.trace(R, axis1=-2, axis2=-1) - 1.0) / 2.0
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    v = np.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1)
+    return np.degrees(np.arctan2(np.linalg.norm(v, axis=-1) / 2.0, cos))
 
 
 def align_similarity(src_c2w: np.ndarray, dst_c2w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -537,45 +539,52 @@ def align_similarity(src_c2w: np.ndarray, dst_c2w: np.ndarray) -> tuple[float, n
 
 @dataclass
 class PoseErrors:
-    """Errors of estimated cameras against reference ones after a similarity alignment.
+    """Errors of estimated cameras against reference ones.
 
-    rotation_deg: (V,) angle between each aligned estimated and reference camera rotation.
-    translation_direction_deg: (P,) for every pair i < j, the angle between the aligned estimated and
-        the reference direction from camera i's centre to camera j's.
+    rotation_deg: (V,) angle between each estimated camera rotation, after the similarity alignment
+        of :func:`align_similarity`, and the reference one.
+    relative_rotation_deg: (P,) for every pair i < j, the angle between the estimated and reference
+        relative rotations ``R_iᵀ R_j`` (needs no alignment).
+    translation_direction_deg: (P,) for every pair i < j, the angle between the estimated and
+        reference directions from camera i to camera j, expressed in camera i's frame
+        (``R_iᵀ (c_j − c_i)``; needs no alignment, blind to scale).
     centre_error: (V,) aligned centre distance divided by the reference cameras' RMS spread.
     scale: the similarity's scale (reference units per estimated unit).
     """
 
     rotation_deg: np.ndarray
+    relative_rotation_deg: np.ndarray
     translation_direction_deg: np.ndarray
     centre_error: np.ndarray
     scale: float
 
     def summary(self) -> dict[str, float]:
-        return {
-            "rotation_deg_mean": float(self.rotation_deg.mean()),
-            "rotation_deg_max": float(self.rotation_deg.max()),
-            "translation_direction_deg_mean": float(self.translation_direction_deg.mean()),
-            "translation_direction_deg_max": float(self.translation_direction_deg.max()),
-            "centre_error_mean": float(self.centre_error.mean()),
-        }
+        """Means and maxima, for logs and reports."""
+        out = {}
+        for key in ("rotation_deg", "relative_rotation_deg", "translation_direction_deg", "centre_error"):
+            v = getattr(self, key)
+            out[f"{key}_mean"], out[f"{key}_max"] = float(v.mean()), float(v.max())
+        return out
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    return math.degrees(math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b)))
 
 
 def pose_errors(est_c2w: np.ndarray, ref_c2w: np.ndarray) -> PoseErrors:
-    """Align ``est_c2w`` (V, 4, 4) onto ``ref_c2w`` (V, 4, 4) with :func:`align_similarity`; measure errors."""
+    """Compare ``est_c2w`` (V, 4, 4) with ``ref_c2w`` (V, 4, 4), same order, V >= 2 (see :class:`PoseErrors`)."""
     est_c2w, ref_c2w = np.asarray(est_c2w, np.float64), np.asarray(ref_c2w, np.float64)
     if est_c2w.shape != ref_c2w.shape or est_c2w.shape[0] < 2:
         raise ValueError(f"need two (V >= 2, 4, 4) stacks of the same shape, got {est_c2w.shape}, {ref_c2w.shape}")
     s, R, t = align_similarity(est_c2w, ref_c2w)
-    R_est = R @ est_c2w[:, :3, :3]
-    c_est = s * est_c2w[:, :3, 3] @ R.T + t
-    R_ref, c_ref = ref_c2w[:, :3, :3], ref_c2w[:, :3, 3]
-    rot = _rotation_angle_deg(np.swapaxes(R_ref, -1, -2) @ R_est)
-    tdir = []
-    for i, j in itertools.combinations(range(len(c_ref)), 2):
-        a, b = c_est[j] - c_est[i], c_ref[j] - c_ref[i]
-        cos = a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-24)
-        tdir.append(math.degrees(math.acos(float(np.clip(cos, -1.0, 1.0)))))
-    spread = np.sqrt(((c_ref - c_ref.mean(0)) ** 2).sum(1).mean())
-    centre = np.linalg.norm(c_est - c_ref, axis=1) / max(spread, 1e-12)
-    return PoseErrors(rot, np.asarray(tdir), centre, s)
+    R_e, c_e = est_c2w[:, :3, :3], est_c2w[:, :3, 3]
+    R_r, c_r = ref_c2w[:, :3, :3], ref_c2w[:, :3, 3]
+    rot = _rotation_angle_deg(np.swapaxes(R_r, -1, -2) @ R @ R_e)
+    rel_rot, tdir = [], []
+    for i, j in itertools.combinations(range(len(c_r)), 2):
+        rel_rot.append(float(_rotation_angle_deg((R_e[i].T @ R_e[j]).T @ (R_r[i].T @ R_r[j]))))
+        tdir.append(_angle_deg(R_e[i].T @ (c_e[j] - c_e[i]), R_r[i].T @ (c_r[j] - c_r[i])))
+    c_aligned = s * c_e @ R.T + t
+    spread = np.sqrt(((c_r - c_r.mean(0)) ** 2).sum(1).mean())
+    centre = np.linalg.norm(c_aligned - c_r, axis=1) / max(spread, 1e-12)
+    return PoseErrors(rot, np.asarray(rel_rot), np.asarray(tdir), centre, s)

@@ -100,7 +100,7 @@ def test_transforms_json_shared_and_per_frame_intrinsics(tmp_path):
     p = tmp_path / "transforms.json"
     p.write_text(json.dumps(data))
     cs = load_camera_files(p)
-    for (n, c2w, K, w, h), c in zip(cams, cs):
+    for (_, c2w, *_), c in zip(cams, cs):
         np.testing.assert_allclose(c.c2w, c2w, atol=1e-9)
     np.testing.assert_allclose(cs.cameras[0].intrinsics_for(48, 64), K0)
     np.testing.assert_allclose(cs.cameras[1].intrinsics_for(48, 64), K1)
@@ -293,7 +293,9 @@ def test_matching_errors(tmp_path):
     with pytest.raises(ILRMInputError, match="same camera"):
         match_cameras(cs, [("img_00.png", (48, 64)), ("img_00.jpg", (48, 64))])
     # two cameras with the same stem make the extension-less fallback ambiguous
-    amb = CameraSet([NamedCamera("a.png", np.eye(4), np.eye(3), 1, 1), NamedCamera("a.jpg", np.eye(4), np.eye(3), 1, 1)])
+    amb = CameraSet(
+        [NamedCamera("a.png", np.eye(4), np.eye(3), 1, 1), NamedCamera("a.jpg", np.eye(4), np.eye(3), 1, 1)]
+    )
     with pytest.raises(ILRMInputError, match="several cameras"):
         match_cameras(amb, [("a.webp", (1, 1))])
 

@@ -53,9 +53,11 @@ class ProceduralConfig:
     context_gap: (min, max) frames between the first and the last context view (inclusive range);
         with ``frame_spacing`` metres per frame this is the walking distance between them, i.e. the
         baseline (default 15-50 frames = 0.6-2.0 m of path).
-    target_placement: "between" (targets in the context span, context frames included, as pixelSplat),
+    target_placement: "between" (targets in the context span),
         "random" (anywhere on the trajectory) or "beyond" (outside the span, up to half a gap away:
         extrapolation; falls back to "between" when the span touches both ends of the trajectory).
+        Targets avoid the context frames whenever enough other frames are available (a target that
+        repeats an input image would flatter the metrics).
     frame_spacing: metres of path between consecutive frames (0.04 ≈ a 30 fps video walked at 1.2 m/s).
     hfov_deg: range of the horizontal field of view (drawn once per scene).
     texture_size: texels per side of every texture (power of two); None picks the power of two
@@ -131,7 +133,16 @@ def scene_id(seed: int) -> str:
 # ---- materials ---------------------------------------------------------------------------------
 
 _FLOOR = {"wood": 4.0, "tiles": 2.0, "carpet": 1.5, "marble": 1.0, "checker": 0.6, "plaster": 0.4, "photo": 0.5}
-_WALL = {"paint": 4.0, "plaster": 2.0, "stripes": 1.2, "bricks": 1.0, "dots": 0.6, "tiles": 0.5, "wood": 0.4, "marble": 0.3}
+_WALL = {
+    "paint": 4.0,
+    "plaster": 2.0,
+    "stripes": 1.2,
+    "bricks": 1.0,
+    "dots": 0.6,
+    "tiles": 0.5,
+    "wood": 0.4,
+    "marble": 0.3,
+}
 _CEILING = {"paint": 5.0, "plaster": 2.0, "wood": 0.5, "tiles": 0.4}
 _OBJECT = {
     "wood": 2.0,
@@ -205,13 +216,7 @@ def _catmull_rom(points: np.ndarray, samples: int = 64) -> np.ndarray:
     for i in range(1, len(p) - 2):
         p0, p1, p2, p3 = p[i - 1], p[i], p[i + 1], p[i + 2]
         out.append(
-            0.5
-            * (
-                2 * p1
-                + (p2 - p0) * t
-                + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
-                + (3 * p1 - p0 - 3 * p2 + p3) * t**3
-            )
+            0.5 * (2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2 + (3 * p1 - p0 - 3 * p2 + p3) * t**3)
         )
     out.append(points[-1:])
     return np.concatenate(out)
@@ -226,7 +231,9 @@ def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     return np.convolve(np.pad(x, r, mode="edge"), k / k.sum(), mode="valid")
 
 
-def _wobble(rng: np.random.RandomState, s: np.ndarray, amplitude: float, wavelength: tuple[float, float], n: int = 2) -> np.ndarray:
+def _wobble(
+    rng: np.random.RandomState, s: np.ndarray, amplitude: float, wavelength: tuple[float, float], n: int = 2
+) -> np.ndarray:
     """Smooth random wiggle along arc length s: a sum of n sinusoids of the given amplitude each."""
     out = np.zeros_like(s)
     for _ in range(n):
@@ -234,7 +241,9 @@ def _wobble(rng: np.random.RandomState, s: np.ndarray, amplitude: float, wavelen
     return out
 
 
-def _camera_path(rng: np.random.RandomState, lo: np.ndarray, hi: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+def _camera_path(
+    rng: np.random.RandomState, lo: np.ndarray, hi: np.ndarray, spacing: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Walk through the floor rectangle [lo, hi] (2,): positions (F, 2) and arc length (F,)."""
     target = rng.uniform(5.0, 12.0)
     pts = [rng.uniform(lo, hi)]
@@ -242,7 +251,14 @@ def _camera_path(rng: np.random.RandomState, lo: np.ndarray, hi: np.ndarray, spa
     while (length < target or len(pts) < 3) and len(pts) < 12:
         for _ in range(20):
             q = rng.uniform(lo, hi)
-            if np.linalg.norm(q - pts[-1]) >= 1.0:
+            step = q - pts[-1]
+            if np.linalg.norm(step) < 1.0:
+                continue
+            if len(pts) < 2:
+                break
+            prev = pts[-1] - pts[-2]
+            # No U-turns: they make cusps in the spline.
+            if step @ prev > -0.5 * np.linalg.norm(step) * np.linalg.norm(prev):
                 break
         length += float(np.linalg.norm(q - pts[-1]))
         pts.append(q)
@@ -268,7 +284,9 @@ def _look_at_c2w(pos: np.ndarray, yaw: np.ndarray, pitch: np.ndarray, roll: np.n
     return out
 
 
-def _trajectory(rng: np.random.RandomState, room_min: np.ndarray, room_max: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+def _trajectory(
+    rng: np.random.RandomState, room_min: np.ndarray, room_max: np.ndarray, spacing: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Handheld walk: c2w (F, 4, 4) and the floor positions (F, 2)."""
     # Keep the walk in the middle of the room, leaving a ring along the walls for furniture.
     margin = np.maximum(0.8, 0.22 * (room_max[:2] - room_min[:2]))
@@ -284,8 +302,19 @@ def _trajectory(rng: np.random.RandomState, room_min: np.ndarray, room_max: np.n
     w = rng.uniform(0.2, 0.8) * np.clip(dist / 1.5, 0.0, 1.0)
     blend = (1 - w) * heading + w * to_focus / dist.clip(1e-9)
     sigma = 0.6 / spacing
-    heading = np.unwrap(np.arctan2(_smooth(blend[:, 1], sigma), _smooth(blend[:, 0], sigma)))
-    look = rng.uniform(-0.35, 0.35) + rng.uniform(0.0, 0.5) * np.sin(2 * np.pi * s / rng.uniform(3, 8) + rng.uniform(0, 6.3))
+    target = np.arctan2(_smooth(blend[:, 1], sigma), _smooth(blend[:, 0], sigma))
+    # Turn towards the target direction at a bounded rate (a person turning around takes a few
+    # steps), then soften the corners of the rate limit.
+    heading = np.empty_like(target)
+    heading[0] = target[0]
+    max_step = math.radians(45.0) * spacing
+    for i in range(1, len(target)):
+        delta = (target[i] - heading[i - 1] + math.pi) % (2 * math.pi) - math.pi
+        heading[i] = heading[i - 1] + np.clip(delta, -max_step, max_step)
+    heading = _smooth(heading, 0.2 / spacing)
+    look = rng.uniform(-0.35, 0.35) + rng.uniform(0.0, 0.35) * np.sin(
+        2 * np.pi * s / rng.uniform(4, 10) + rng.uniform(0, 6.3)
+    )
     yaw = heading + look + _wobble(rng, s, 0.004, (0.2, 0.6), 3)
     pitch = rng.uniform(-0.25, 0.05) + _wobble(rng, s, 0.03, (2.0, 5.0)) + _wobble(rng, s, 0.004, (0.2, 0.6), 3)
     roll = rng.uniform(-0.03, 0.03) + _wobble(rng, s, 0.01, (2.0, 5.0)) + _wobble(rng, s, 0.003, (0.2, 0.6), 3)
@@ -367,7 +396,9 @@ def _uvoff(rng: np.random.RandomState) -> np.ndarray:
     return rng.uniform(0, 1, 2)
 
 
-def _place_furniture(rng: np.random.RandomState, layout: _Layout, mats: _Materials, max_objects: int, height: float) -> None:
+def _place_furniture(
+    rng: np.random.RandomState, layout: _Layout, mats: _Materials, max_objects: int, height: float
+) -> None:
     """Cabinets, tables, sofas, balls, columns (with small items on top), a rug and wall pictures."""
     kinds = ["box", "table", "sofa", "sphere", "cylinder"]
     weights = np.array([3.0, 1.5, 1.0, 1.5, 1.5])
@@ -376,7 +407,9 @@ def _place_furniture(rng: np.random.RandomState, layout: _Layout, mats: _Materia
         kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
         for _attempt in range(25):
             if kind == "box":
-                half = np.array([rng.uniform(0.15, 0.8), rng.uniform(0.15, 0.45), rng.uniform(0.15, min(1.0, height / 2 - 0.1))])
+                half = np.array(
+                    [rng.uniform(0.15, 0.8), rng.uniform(0.15, 0.45), rng.uniform(0.15, min(1.0, height / 2 - 0.1))]
+                )
             elif kind == "table":
                 half = np.array([rng.uniform(0.4, 0.9), rng.uniform(0.3, 0.5), rng.uniform(0.33, 0.4)])
             elif kind == "sofa":
@@ -408,7 +441,9 @@ def _place_furniture(rng: np.random.RandomState, layout: _Layout, mats: _Materia
             for sx in (-1, 1):
                 for sy in (-1, 1):
                     off = np.array([sx * (half[0] - 0.06), sy * (half[1] - 0.06), (h - 0.04) / 2])
-                    layout.box(_local_to_world(center, yaw, off), [leg, leg, (h - 0.04) / 2], yaw, tex, (tile, tile), uv)
+                    layout.box(
+                        _local_to_world(center, yaw, off), [leg, leg, (h - 0.04) / 2], yaw, tex, (tile, tile), uv
+                    )
             tops.append((center + [0, 0, h], half[:2], yaw))
         elif kind == "sofa":
             tex, tile = mats.pick(_FABRIC, rng.uniform(0.4, 1.0))
@@ -451,7 +486,9 @@ def _place_furniture(rng: np.random.RandomState, layout: _Layout, mats: _Materia
         lo, hi = layout.room_min, layout.room_max
         half = np.array([rng.uniform(0.6, 1.5), rng.uniform(0.4, 1.0), 0.005])
         half[:2] = np.minimum(half[:2], 0.5 * (hi[:2] - lo[:2]) - 0.3)
-        center = np.array([rng.uniform(lo[0] + half[0], hi[0] - half[0]), rng.uniform(lo[1] + half[1], hi[1] - half[1]), 0.005])
+        center = np.array(
+            [rng.uniform(lo[0] + half[0], hi[0] - half[0]), rng.uniform(lo[1] + half[1], hi[1] - half[1]), 0.005]
+        )
         tex, tile = mats.pick(_FABRIC, rng.uniform(0.4, 1.0))
         layout.box(center, half, 0.0, tex, (tile, tile), _uvoff(rng))
 
@@ -461,7 +498,18 @@ def _place_furniture(rng: np.random.RandomState, layout: _Layout, mats: _Materia
         bh = rng.uniform(0.06, 0.14)
         for wall in range(4):
             along = 1 if wall < 2 else 0
-            _wall_panel(layout, wall, 0.5 * (lo[along] + hi[along]), hi[along] - lo[along], bh / 2, bh, 0.015, tex, (tile, tile), _uvoff(rng))
+            _wall_panel(
+                layout,
+                wall,
+                0.5 * (lo[along] + hi[along]),
+                hi[along] - lo[along],
+                bh / 2,
+                bh,
+                0.015,
+                tex,
+                (tile, tile),
+                _uvoff(rng),
+            )
     for _ in range(rng.randint(0, 3)):  # doors
         wall = rng.randint(4)
         along = 1 if wall < 2 else 0
@@ -480,7 +528,9 @@ def _place_furniture(rng: np.random.RandomState, layout: _Layout, mats: _Materia
         _wall_panel(layout, wall, pos, w, zc, h, 0.03, mats.picture(), (w, h), np.array([0.5, 0.5]))
 
 
-def _wall_panel(layout: _Layout, wall: int, pos: float, width: float, zc: float, height: float, thick: float, tex: int, tile, uvoff) -> None:
+def _wall_panel(
+    layout: _Layout, wall: int, pos: float, width: float, zc: float, height: float, thick: float, tex: int, tile, uvoff
+) -> None:
     """A thin box flat against wall 0..3 (-x, +x, -y, +y), centred at ``pos`` along it and ``zc`` high."""
     lo, hi = layout.room_min, layout.room_max
     axis = 0 if wall < 2 else 1
@@ -492,13 +542,15 @@ def _wall_panel(layout: _Layout, wall: int, pos: float, width: float, zc: float,
     layout.box(center, half, 0.0, tex, tile, uvoff)
 
 
-def _add_sphere(rng, layout: _Layout, mats: _Materials, center: np.ndarray, r: float) -> None:
+def _add_sphere(rng: np.random.RandomState, layout: _Layout, mats: _Materials, center: np.ndarray, r: float) -> None:
     tex, tile = mats.pick(_OBJECT, rng.uniform(0.3, 1.0))
     n_u = max(1, round(2 * math.pi * r / tile))  # whole repeats around the equator: no seam
     layout.spheres.append((center, r, tex, (2 * math.pi * r / n_u, tile), _uvoff(rng)))
 
 
-def _add_cylinder(rng, layout: _Layout, mats: _Materials, center: np.ndarray, r: float, hh: float) -> None:
+def _add_cylinder(
+    rng: np.random.RandomState, layout: _Layout, mats: _Materials, center: np.ndarray, r: float, hh: float
+) -> None:
     tex, tile = mats.pick(_OBJECT, rng.uniform(0.3, 1.0))
     n_u = max(1, round(2 * math.pi * r / tile))
     layout.cylinders.append((center, r, hh, tex, (2 * math.pi * r / n_u, tile), _uvoff(rng)))
@@ -540,7 +592,9 @@ def make_scene(seed: int, config: ProceduralConfig | None = None) -> ProceduralS
     _place_furniture(rng, layout, mats, cfg.max_objects, size[2])
 
     # A lamp hanging well below the ceiling lights the ceiling too (a stand-in for bounce light).
-    light_pos = np.array([rng.uniform(-0.25, 0.25) * size[0], rng.uniform(-0.25, 0.25) * size[1], size[2] - rng.uniform(0.6, 0.9)])
+    light_pos = np.array(
+        [rng.uniform(-0.25, 0.25) * size[0], rng.uniform(-0.25, 0.25) * size[1], size[2] - rng.uniform(0.6, 0.9)]
+    )
     fill = np.array([rng.uniform(-1, 1), rng.uniform(-1, 1), -rng.uniform(0.5, 1.5)])
 
     textures = [
@@ -615,12 +669,13 @@ def sample_view_indices(
     placement: str,
     rng: np.random.RandomState,
 ) -> tuple[list[int], list[int]]:
-    """"N random context views + M targets" on a trajectory of ``num_frames`` frames.
+    """ "N random context views + M targets" on a trajectory of ``num_frames`` frames.
 
     The gap between the first and the last context frame is uniform in ``context_gap`` (clipped to
     the trajectory, and at least num_context - 1); the first frame is uniform so the span fits; the
     other N - 2 context frames are distinct and uniform inside the span. Targets (distinct when
-    possible) follow ``placement`` (see :class:`ProceduralConfig`). Returns sorted (context, target).
+    possible, and not context frames when enough others exist) follow ``placement`` (see
+    :class:`ProceduralConfig`). Returns sorted (context, target).
     """
     if num_frames < num_context:
         raise ILRMInputError(f"a trajectory of {num_frames} frames cannot give {num_context} context views")
@@ -638,11 +693,16 @@ def sample_view_indices(
         pool = np.arange(num_frames)
     elif placement == "beyond":
         reach = max(1, gap // 2)
-        pool = np.concatenate([np.arange(max(0, first - reach), first), np.arange(last + 1, min(num_frames, last + reach + 1))])
+        pool = np.concatenate(
+            [np.arange(max(0, first - reach), first), np.arange(last + 1, min(num_frames, last + reach + 1))]
+        )
         if len(pool) == 0:
             pool = between
     else:
         pool = between
+    others = np.setdiff1d(pool, context)
+    if len(others) >= num_target:
+        pool = others
     target = rng.choice(pool, num_target, replace=len(pool) < num_target) if num_target else []
     return context, sorted(int(t) for t in target)
 
@@ -674,7 +734,7 @@ def make_example(
     ctx, tgt = sample_view_indices(scene.num_frames, cfg.num_context, cfg.num_target, gap, cfg.target_placement, rng)
     idx = ctx + tgt
     c2w = scene.c2w[idx]
-    K = scene.intrinsics(cfg.height, cfg.width).expand(len(idx), 3, 3)
+    K = scene.intrinsics(cfg.height, cfg.width).expand(len(idx), 3, 3).contiguous()
     images, depth = render_scene(scene, K, c2w, cfg.height, cfg.width, device=device, supersample=cfg.supersample)
     nc = len(ctx)
     c_c2w, t_c2w, transform = normalize_poses(c2w[:nc], c2w[nc:])
@@ -719,7 +779,9 @@ class ProceduralScenes(Dataset):
         if split == "train":
             n = DEFAULT_TRAIN_SCENES if num_scenes is None else num_scenes
             if start < 0 or n < 0 or start + n > TRAIN_SEED_LIMIT:
-                raise ILRMInputError(f"training seeds must lie in [0, {TRAIN_SEED_LIMIT}); got start {start}, {n} scenes")
+                raise ILRMInputError(
+                    f"training seeds must lie in [0, {TRAIN_SEED_LIMIT}); got start {start}, {n} scenes"
+                )
             self.first_seed = start
         else:
             n = NUM_TEST_SCENES if num_scenes is None else num_scenes

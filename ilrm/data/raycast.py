@@ -183,7 +183,12 @@ def intersect(geom: RoomGeometry, o: Tensor, d: Tensor) -> tuple[Hits, Tensor]:
     Returns the :class:`Hits` and the room face index (N,) (valid where kind is KIND_ROOM).
     """
     t_room, face = intersect_room(geom, o, d)
-    parts = [t_room[:, None], intersect_boxes(geom, o, d), intersect_spheres(geom, o, d), intersect_cylinders(geom, o, d)]
+    parts = [
+        t_room[:, None],
+        intersect_boxes(geom, o, d),
+        intersect_spheres(geom, o, d),
+        intersect_cylinders(geom, o, d),
+    ]
     t, j = torch.cat(parts, dim=1).min(dim=1)
     sizes = torch.tensor([p.shape[1] for p in parts], device=o.device)
     starts = torch.cumsum(sizes, 0) - sizes
@@ -265,7 +270,9 @@ def surface_points(geom: RoomGeometry, o: Tensor, d: Tensor, hits: Hits, face: T
         pl = p[sel] - geom.cyl_center[k]
         rxy = torch.sqrt(pl[:, 0] ** 2 + pl[:, 1] ** 2)
         on_cap = pl[:, 2].abs() / hh > rxy / r
-        side_n = torch.stack([pl[:, 0] / rxy.clamp_min(1e-9), pl[:, 1] / rxy.clamp_min(1e-9), torch.zeros_like(rxy)], -1)
+        side_n = torch.stack(
+            [pl[:, 0] / rxy.clamp_min(1e-9), pl[:, 1] / rxy.clamp_min(1e-9), torch.zeros_like(rxy)], -1
+        )
         cap_n = torch.stack([torch.zeros_like(rxy), torch.zeros_like(rxy), torch.sign(pl[:, 2])], -1)
         normal[sel] = torch.where(on_cap[:, None], cap_n, side_n)
         side_uv = torch.stack([torch.atan2(pl[:, 1], pl[:, 0]) * r, -pl[:, 2]], -1)
@@ -336,7 +343,9 @@ def shade(geom: RoomGeometry, pts: SurfacePoints, albedo: Tensor) -> Tensor:
     return (albedo * (geom.ambient + point + fill)[:, None]).clamp(0, 1)
 
 
-def render_rays(geom: RoomGeometry, atlases: list[Tensor], o: Tensor, d: Tensor, pixel_angle: Tensor) -> tuple[Tensor, Tensor]:
+def render_rays(
+    geom: RoomGeometry, atlases: list[Tensor], o: Tensor, d: Tensor, pixel_angle: Tensor
+) -> tuple[Tensor, Tensor]:
     """Colour (N, 3) and hit distance t (N,) of rays o, d (N, 3); pixel_angle (N,) radians per pixel
     (sets the texture mip level from the pixel footprint)."""
     hits, face = intersect(geom, o, d)
@@ -389,7 +398,9 @@ def render_views(
     rgb = torch.empty(n, 3, device=device)
     t = torch.empty(n, device=device)
     for i in range(0, n, step):
-        rgb[i : i + step], t[i : i + step] = render_rays(geom, atlases, o[i : i + step], d[i : i + step], pixel_angle[i : i + step])
+        rgb[i : i + step], t[i : i + step] = render_rays(
+            geom, atlases, o[i : i + step], d[i : i + step], pixel_angle[i : i + step]
+        )
     images = rgb.view(views, hs, ws, 3).permute(0, 3, 1, 2)
     depth = t.view(views, hs, ws) * cos_axis
     if s > 1:

@@ -45,7 +45,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ..gaussians import quat_to_rotmat
 
@@ -312,6 +311,42 @@ def _composite_chunk(
     return contrib, T_in * trans[..., -1], done_out
 
 
+class _CheckpointedChunk(torch.autograd.Function):
+    """:func:`_composite_chunk` that saves only its inputs and recomputes the chunk in backward.
+
+    Keeps autograd memory at O(entries) instead of O(entries × pixels per tile). (torch's own
+    non-reentrant checkpoint kept far more alive here, and the reentrant one does not support
+    ``torch.autograd.grad``.) First-order gradients only.
+    """
+
+    @staticmethod
+    def forward(ctx, pix: Tensor, feats: Tensor, T_in: Tensor, done_in: Tensor, num_channels: int):
+        contrib, T_out, done_out = _composite_chunk(pix, feats, T_in, done_in, num_channels)
+        ctx.save_for_backward(pix, feats, T_in, done_in)
+        ctx.num_channels = num_channels
+        ctx.mark_non_differentiable(done_out)
+        return contrib, T_out, done_out
+
+    @staticmethod
+    def backward(ctx, g_contrib: Tensor | None, g_T: Tensor | None, _g_done: Tensor | None):
+        pix, feats, T_in, done_in = ctx.saved_tensors
+        need_f, need_T = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        with torch.enable_grad():
+            f = feats.detach().requires_grad_(need_f)
+            t = T_in.detach().requires_grad_(need_T)
+            contrib, T_out, _ = _composite_chunk(pix, f, t, done_in, ctx.num_channels)
+            outputs, grads = [], []
+            for out, g in ((contrib, g_contrib), (T_out, g_T)):
+                if g is not None:
+                    outputs.append(out)
+                    grads.append(g)
+            wrt = [x for x, need in ((f, need_f), (t, need_T)) if need]
+            result = iter(torch.autograd.grad(outputs, wrt, grads, allow_unused=True) if outputs and wrt else ())
+        g_f = next(result) if need_f else None
+        g_t = next(result) if need_T else None
+        return None, g_f, g_t, None, None
+
+
 def composite_tiles(
     proj: Projection,
     features: Tensor,
@@ -372,7 +407,7 @@ def composite_tiles(
             gidx = torch.where(valid, flat_ids[idx.clamp_max(flat_ids.numel() - 1)], pad)
             args = (pix[active], feats[gidx], T[active], done[active], D)
             if use_checkpoint:
-                contrib, T_new, done_new = _checkpoint(_composite_chunk, *args, use_reentrant=True)
+                contrib, T_new, done_new = _CheckpointedChunk.apply(*args)
             else:
                 contrib, T_new, done_new = _composite_chunk(*args)
             acc = acc.index_add(0, active, contrib)
