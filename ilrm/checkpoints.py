@@ -296,3 +296,11 @@ def load_model(source: str | Path, *, revision: str | None = None, trust_pickle:
     arch = ILRMConfig.from_json(cfg_path).arch
     cls = ILRM if arch == "ilrm" else FullAttentionLRM
     return cls.from_pretrained(src, revision=revision, **hub_kwargs).eval()
+
+
+def default_checkpoint() -> Path:
+    """The checkpoint shipped in this repository (used when nothing else is given or downloadable)."""
+    path = Path(__file__).resolve().parent.parent / "checkpoints" / "ilrm-tiny-procedural"
+    if not (path / "config.json").is_file():
+        raise ILRMInputError(f"the shipped checkpoint is missing at {path}; pass --model or restore the checkpoints/ folder")
+    return path
