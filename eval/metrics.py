@@ -5,7 +5,7 @@
   per image, channel axis given, on the **unclipped** render.
 - LPIPS: ``lpips.LPIPS(net="vgg")`` v0.1 with ``normalize=True`` (inputs in [0, 1] mapped to
   [-1, 1]); the render is passed unclipped, as the reference does. The ImageNet VGG16 backbone comes
-  from :mod:`eval.lpips_backbone`; where it cannot be had, LPIPS is "n/a" with the reason, never a
+  from :mod:`ilrm.perceptual`; where it cannot be had, LPIPS is "n/a" with the reason, never a
   number from random weights.
 
 Images are (N, 3, H, W) float, torch tensors or numpy arrays. Results are float64 numpy arrays (N,).
@@ -24,7 +24,7 @@ from skimage.metrics import structural_similarity
 
 from ilrm.errors import ILRMInputError
 
-from .lpips_backbone import BackboneUnavailable, build_lpips_vgg
+from ilrm.perceptual import BackboneUnavailable, build_lpips_vgg
 
 #: What a table shows in the LPIPS column when no backbone is available.
 LPIPS_NA = "n/a"

@@ -90,6 +90,103 @@ def _reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+_TRAIN_HELP = {
+    "preset": "model preset (tiny, re10k, dl3dv-wide; '<name>-full' = full-attention baseline)",
+    "model_overrides": "ILRMConfig field override KEY=VALUE (VALUE parsed as JSON), repeatable: --set width=128",
+    "data": "procedural | re10k:<root> | dl3dv:<root>",
+    "context_gap": "MIN MAX frames between the outer context views",
+    "initial_context_gap": "MIN MAX context gap at step 0 (warms up to --context-gap)",
+    "out_dir": "run folder (checkpoints, log.jsonl, curves.png, final/)",
+    "time_limit_s": "stop cleanly (checkpoint, no export) before this many seconds",
+    "precision": "auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32",
+    "export_dtype": "dtype of the exported final model: float32 | bfloat16 | float16",
+}
+_TRAIN_FLAGS = {"out_dir": "--out", "model_overrides": "--set"}
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    import dataclasses
+    import typing
+
+    from .train import TrainConfig
+
+    p.add_argument("--config", help="a TrainConfig JSON file (e.g. a run's train_config.json); flags override it")
+    p.add_argument("--resume", help="'auto' (latest checkpoint in --out, if any) or a checkpoint / run folder")
+    p.add_argument("--size", type=int, help="square images: sets --height and --width")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    hints = typing.get_type_hints(TrainConfig)
+    # Every TrainConfig field is a flag; unset flags keep the --config / default value.
+    for f in dataclasses.fields(TrainConfig):
+        flag = _TRAIN_FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
+        kw: dict = {"dest": f.name, "default": None, "help": _TRAIN_HELP.get(f.name)}
+        t = hints[f.name]
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        base = args[0] if args and typing.get_origin(t) is not tuple else t
+        if f.name == "model_overrides":
+            p.add_argument(flag, action="append", metavar="KEY=VALUE", **kw)
+        elif base is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif typing.get_origin(base) is tuple:
+            p.add_argument(flag, nargs=2, type=typing.get_args(base)[0], metavar=("A", "B"), **kw)
+        else:
+            p.add_argument(flag, type=base, **kw)
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ILRMInputError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value  # bare strings: --set arch=ilrm
+    return out
+
+
+@command("train", "train iLRM or the full-attention baseline (one process or under torchrun)")(_train_args)
+def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import logging
+    import os
+
+    from .train import TrainConfig, train
+
+    base = TrainConfig.from_json(args.config).to_dict() if args.config else {}
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name)
+        if value is None:
+            continue
+        if f.name == "model_overrides":
+            value = {**base.get("model_overrides", {}), **_parse_overrides(value)}
+        base[f.name] = value
+    if args.size is not None:
+        base["height"] = base["width"] = args.size
+    config = TrainConfig.from_dict(base)
+    main_rank = os.environ.get("RANK", "0") == "0"
+    if main_rank:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    result = train(config, resume=args.resume, progress=main_rank and not args.no_progress)
+    if main_rank:
+        last = result.history[-1] if result.history else {}
+        info = {
+            "out_dir": str(result.out_dir),
+            "step": result.step,
+            "finished": result.finished,
+            "stopped": result.stopped,
+            "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+            "final_model": str(result.final_model) if result.final_model else None,
+            "elapsed_s": round(result.elapsed_s, 2),
+            "samples_per_s": round(result.samples_per_s, 3),
+            "loss": last.get("loss"),
+            "psnr": last.get("psnr"),
+            "eval_psnr": result.evals[-1]["eval_psnr"] if result.evals else None,
+        }
+        print(json.dumps(info))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ilrm", description="iLRM: posed photos → 3D Gaussians")
     sub = parser.add_subparsers(dest="command", required=True)

