@@ -31,7 +31,9 @@ SIZE = 256
 SUPERSAMPLE = 2
 
 
-def write_procedural_example(out_dir: str | Path | None = None, *, seed: int = SEED, frames=FRAMES, size: int = SIZE) -> Path:
+def write_procedural_example(
+    out_dir: str | Path | None = None, *, seed: int = SEED, frames=FRAMES, size: int = SIZE
+) -> Path:
     """Render ``frames`` of procedural scene ``seed`` into ``out_dir`` (default ``demo/examples/procedural``).
 
     Writes ``images/view{i}.png`` (size × size RGB), ``opencv_cameras.json`` (per frame: ``file_path``,

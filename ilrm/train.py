@@ -46,6 +46,7 @@ from .training.checkpointing import (
     EXPORT_DTYPES,
     checkpoint_name,
     export_model,
+    list_checkpoints,
     load_checkpoint_weights,
     load_training_state,
     resolve_resume,
@@ -61,7 +62,6 @@ from .training.distributed import (
     all_reduce_sum,
     any_rank,
     barrier,
-    broadcast_object,
     gather_objects,
     init_distributed,
     resolve_device,
@@ -479,8 +479,10 @@ def _progress(total: int, initial: int, enabled: bool) -> Any:
 def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bool = True) -> TrainResult:
     """Train a model as ``config`` says; works as one process or under ``torchrun`` (DDP).
 
-    resume: None (fresh run; an existing run folder is appended to), ``"auto"`` (the latest checkpoint
-    in ``config.out_dir`` if any, else fresh) or a checkpoint / run folder.
+    resume: None (fresh run; refused if ``config.out_dir`` already holds checkpoints), ``"auto"`` (the
+    latest checkpoint in ``config.out_dir`` if any, else fresh) or a checkpoint / run folder (the run
+    then continues in ``config.out_dir``). ``config.steps`` and ``time_limit_s`` may differ from the
+    checkpointed run's (the schedule follows the new ``steps``); the model settings may not.
     progress: show a tqdm bar on rank 0.
     Returns a :class:`TrainResult` on every rank. Stops cleanly on SIGTERM / Ctrl-C / ``time_limit_s``
     after saving a checkpoint.
@@ -500,15 +502,20 @@ def _train(cfg: TrainConfig, dist: DistInfo, resume: str | Path | None, progress
         torch.backends.cudnn.allow_tf32 = True
     trainer = Trainer(cfg, dist)
 
-    ckpt = broadcast_object(dist, resolve_resume(resume, out) if dist.is_main else None)
+    # Every rank resolves the checkpoint itself (one host, shared disk): an error then stops every
+    # rank instead of leaving the others waiting in a collective.
+    ckpt = resolve_resume(resume, out)
     start_step, samples_seen, elapsed0, skipped = 0, 0, 0.0, 0
     if ckpt is not None:
-        state = trainer.load(Path(ckpt))
+        state = trainer.load(ckpt)
         start_step, samples_seen = trainer.step, int(state["samples_seen"])
         elapsed0, skipped = float(state["elapsed_s"]), int(state.get("skipped_steps", 0))
         log.info("resumed from %s at step %d", ckpt, start_step)
-    elif resume not in (None, "auto"):
-        raise ILRMInputError(f"nothing to resume in {resume}")
+    elif list_checkpoints(out):
+        raise ILRMInputError(
+            f"{out} already holds checkpoints of a run; continue it with resume='auto' (--resume auto) "
+            "or train into another output folder"
+        )
 
     jsonl = JsonlLog(out / "log.jsonl")
     if dist.is_main:

@@ -259,7 +259,9 @@ def test_background_where_nothing_is() -> None:
         assert torch.equal(corners, bg[0, v][:, None].expand_as(corners))
         assert not torch.allclose(img[0, v, :, 24, 20], bg[0, v])
     # float / default (white) / None (black) backgrounds, and no Gaussians at all
-    empty = Gaussians(torch.zeros(1, 0, 3), torch.zeros(1, 0, 4), torch.zeros(1, 0, 3), torch.zeros(1, 0), torch.zeros(1, 0, 1, 3))
+    empty = Gaussians(
+        torch.zeros(1, 0, 3), torch.zeros(1, 0, 4), torch.zeros(1, 0, 3), torch.zeros(1, 0), torch.zeros(1, 0, 1, 3)
+    )
     assert torch.equal(render(empty, K, identity_cams(V=2), H, W), torch.ones(1, 2, 3, H, W))
     assert torch.equal(render(empty, K, identity_cams(V=2), H, W, background=0.5), torch.full((1, 2, 3, H, W), 0.5))
     out = render(empty, K, identity_cams(V=2), H, W, background=None, return_alpha=True, return_depth=True)
@@ -297,7 +299,9 @@ def test_opacity_below_threshold_is_invisible() -> None:
 def test_depth_and_alpha_outputs() -> None:
     K = intrinsics(40.0, 8.5, 8.5)
     iso = [1.0, 0, 0, 0]
-    g = gaussians([[0, 0, 2.0], [0, 0, 4.0]], [iso, iso], [[0.3] * 3, [0.6] * 3], [0.5, 0.6], rgb=[[1, 0, 0], [0, 1, 0]])
+    g = gaussians(
+        [[0, 0, 2.0], [0, 0, 4.0]], [iso, iso], [[0.3] * 3, [0.6] * 3], [0.5, 0.6], rgb=[[1, 0, 0], [0, 1, 0]]
+    )
     out = render(g, K, identity_cams(), 16, 16, return_depth=True, return_alpha=True)
     assert isinstance(out, RenderOutput) and out.depth.shape == out.alpha.shape == (1, 1, 1, 16, 16)
     w1, w2 = 0.5, 0.5 * 0.6
@@ -414,14 +418,18 @@ def test_checkpointed_chunks_give_plain_autograd_gradients() -> None:
 def test_gradcheck_small_scene() -> None:
     # large, semi-transparent Gaussians cover the whole image with alpha well inside (1/255, 0.999):
     # no threshold is crossed by the finite differences, so the rendering is smooth there
-    base = random_scene(3, 1, sh_degree=1, seed=4, scale=(0.5, 0.8), opacity=(0.3, 0.6), spread=0.1, dtype=torch.float64)
+    base = random_scene(
+        3, 1, sh_degree=1, seed=4, scale=(0.5, 0.8), opacity=(0.3, 0.6), spread=0.1, dtype=torch.float64
+    )
     K = intrinsics(8.0, 5.0, 4.0, dtype=torch.float64)
     c2w = orbit_cams(1, 1, dtype=torch.float64)
 
     def f(means, quats, scales, opacities, sh):
         return render(Gaussians(means, quats, scales, opacities, sh), K, c2w, 8, 10, background=(0.2, 0.4, 0.6))
 
-    inputs = tuple(t.detach().clone().requires_grad_() for t in (base.means, base.quats, base.scales, base.opacities, base.sh))
+    inputs = tuple(
+        t.detach().clone().requires_grad_() for t in (base.means, base.quats, base.scales, base.opacities, base.sh)
+    )
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True)
 
 

@@ -1,6 +1,6 @@
 """Procedural indoor walk-throughs: endless RealEstate10K-like scenes, deterministic by seed, no download.
 
-A scene (:func:`make_scene`) is a room (axis-aligned box, 3-8 m wide and deep, 2.4-3.2 m high) with
+A scene (:func:`make_scene`) is a room (axis-aligned box, 3.5-9 m wide and deep, 2.4-3.2 m high) with
 textured walls, floor and ceiling, furniture built from boxes (cabinets, tables, sofas), spheres and
 cylinders, pictures on the walls and sometimes a rug. Textures are photos bundled with scikit-image
 and procedural patterns (:mod:`ilrm.data.textures`), with sizes in metres. A camera walks through the
@@ -63,7 +63,8 @@ class ProceduralConfig:
     texture_size: texels per side of every texture (power of two); None picks the power of two
         ≥ max(height, width), clamped to [64, 512] (finer texels would be averaged away by mip-mapping).
     photo_textures: use scikit-image photos as well as procedural patterns.
-    max_objects: upper bound on furniture pieces (tables and sofas count once).
+    max_objects: upper bound on furniture pieces (tables and sofas count once; rooms get about one
+        per 4 m² of floor).
     supersample: rays per pixel per axis (1 = fast; 2-3 antialias geometric edges).
     """
 
@@ -77,7 +78,7 @@ class ProceduralConfig:
     hfov_deg: tuple[float, float] = (50.0, 70.0)
     texture_size: int | None = None
     photo_textures: bool = True
-    max_objects: int = 12
+    max_objects: int = 16
     supersample: int = 1
 
     def __post_init__(self) -> None:
@@ -305,7 +306,7 @@ def _trajectory(
         ty = np.where(cy > 0, room_max[1] - xy[:, 1:], room_min[1] - xy[:, 1:]) / cy
     free = np.minimum(np.abs(tx), np.abs(ty))
     best = cand[np.arange(len(cand)), np.argmax(np.minimum(free, 6.0) - 0.3 * np.abs(cand - walk[:, None]), axis=1)]
-    w = rng.uniform(0.3, 0.9) * 0
+    w = rng.uniform(0.3, 0.9)
     blend = (1 - w) * heading + w * np.stack([np.cos(best), np.sin(best)], -1)
     sigma = 0.6 / spacing
     target = np.arctan2(_smooth(blend[:, 1], sigma), _smooth(blend[:, 0], sigma))
@@ -409,7 +410,9 @@ def _place_furniture(
     kinds = ["box", "table", "sofa", "sphere", "cylinder"]
     weights = np.array([3.0, 1.5, 1.0, 1.5, 1.5])
     tops: list[tuple[np.ndarray, np.ndarray, float]] = []  # surfaces to put small items on
-    for _ in range(rng.randint(2, max_objects + 1) if max_objects >= 2 else max_objects):
+    area = float(np.prod(layout.room_max[:2] - layout.room_min[:2]))
+    count = min(max_objects, max(2, round(area / 4 * rng.uniform(0.7, 1.3))))
+    for _ in range(count):
         kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
         for _attempt in range(25):
             if kind == "box":
@@ -525,7 +528,16 @@ def _place_furniture(
         pos = rng.uniform(lo[along] + 0.2 + w / 2, hi[along] - 0.2 - w / 2)
         tex, tile = mats.pick(_DOOR)
         _wall_panel(layout, wall, pos, w, h / 2, h, 0.04, tex, (tile, tile), _uvoff(rng))
-    for _ in range(rng.randint(0, 5)):  # pictures, shown once and upright
+    for _ in range(rng.randint(0, 4)):  # shelves and wall cabinets
+        wall = rng.randint(4)
+        along = 1 if wall < 2 else 0
+        w = min(rng.uniform(0.5, 1.5), hi[along] - lo[along] - 0.4)
+        h = rng.uniform(0.03, 0.05) if rng.rand() < 0.5 else rng.uniform(0.3, 0.7)
+        zc = min(rng.uniform(0.9, 1.9), height - 0.1 - h / 2)
+        pos = rng.uniform(lo[along] + 0.2 + w / 2, hi[along] - 0.2 - w / 2)
+        tex, tile = mats.pick(_OBJECT, rng.uniform(0.4, 1.0))
+        _wall_panel(layout, wall, pos, w, zc, h, rng.uniform(0.2, 0.35), tex, (tile, tile), _uvoff(rng))
+    for _ in range(rng.randint(0, 7)):  # pictures, shown once and upright
         wall = rng.randint(4)
         along = 1 if wall < 2 else 0
         w, h = min(rng.uniform(0.35, 1.3), hi[along] - lo[along] - 0.4), rng.uniform(0.3, 1.0)
@@ -577,7 +589,7 @@ def make_scene(seed: int, config: ProceduralConfig | None = None) -> ProceduralS
     if not 0 <= seed < 2**32:
         raise ILRMInputError(f"seed must be in [0, 2**32), got {seed}")
     rng = np.random.RandomState([seed, _STREAM_LAYOUT])
-    size = np.array([rng.uniform(3.0, 8.0), rng.uniform(3.0, 8.0), rng.uniform(2.4, 3.2)])
+    size = np.array([rng.uniform(3.5, 9.0), rng.uniform(3.5, 9.0), rng.uniform(2.4, 3.2)])
     room_min = np.array([-size[0] / 2, -size[1] / 2, 0.0])
     room_max = np.array([size[0] / 2, size[1] / 2, size[2]])
     hfov = math.radians(rng.uniform(*cfg.hfov_deg))

@@ -68,8 +68,13 @@ def read_chunk_index(split_dir: str | Path) -> dict[str, str] | None:
 
 
 def decode_frame(jpeg: Tensor) -> Image.Image:
-    """JPEG bytes (uint8 1-D tensor) → RGB PIL image."""
-    return Image.open(io.BytesIO(jpeg.numpy().tobytes())).convert("RGB")
+    """JPEG bytes (uint8 1-D tensor) → RGB PIL image; undecodable bytes raise :class:`ILRMInputError`."""
+    data = jpeg.numpy().tobytes()
+    try:
+        return Image.open(io.BytesIO(data)).convert("RGB")
+    except (OSError, Image.DecompressionBombError) as e:  # UnidentifiedImageError is an OSError
+        # the message names the size, not the buffer object (whose repr changes every run)
+        raise ILRMInputError(f"a frame of {len(data)} bytes is not a decodable image ({type(e).__name__})") from e
 
 
 # ---- cameras -----------------------------------------------------------------------------

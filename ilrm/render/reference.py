@@ -210,13 +210,7 @@ def project_gaussians(
         ry = torch.ceil(extent * torch.sqrt(c.clamp_min(0)))
         mx, my = means2d.unbind(-1)
         visible = (
-            (det > 0)
-            & (rx > 0)
-            & (ry > 0)
-            & (mx + rx > 0)
-            & (mx - rx < width)
-            & (my + ry > 0)
-            & (my - ry < height)
+            (det > 0) & (rx > 0) & (ry > 0) & (mx + rx > 0) & (mx - rx < width) & (my + ry > 0) & (my - ry < height)
         )
         sel = visible.nonzero(as_tuple=True)[0]
 
@@ -342,7 +336,7 @@ class _CheckpointedChunk(torch.autograd.Function):
                     grads.append(g)
             wrt = [x for x, need in ((f, need_f), (t, need_T)) if need]
             result = iter(torch.autograd.grad(outputs, wrt, grads, allow_unused=True) if outputs and wrt else ())
-        g_f = next(result) * 1.01 if need_f else None
+        g_f = next(result) if need_f else None
         g_t = next(result) if need_T else None
         return None, g_f, g_t, None, None
 
@@ -401,6 +395,8 @@ def composite_tiles(
         while active.numel() > 0:
             a = active.numel()
             chunk = int(max(16, min(1024, chunk_elements // (a * npix))))
+            # no longer than the longest remaining list (rounded up to 16): padding costs as much as work
+            chunk = min(chunk, -(-(int(lens[active].max()) - pos) // 16) * 16)
             j = pos + torch.arange(chunk, device=device)
             idx = starts[active, None] + j
             valid = j[None] < lens[active, None]

@@ -229,7 +229,13 @@ def build_train_stream(
     height/width, num_context, num_target and context_gap. Workers (``num_workers > 0``) prefetch.
     """
     kind, root = parse_data_source(data)
-    common: dict[str, Any] = {"num_workers": num_workers, "collate_fn": collate}
+    # A private generator: creating the loader must not draw from the global torch RNG (whose state
+    # a resumed run restores exactly).
+    common: dict[str, Any] = {
+        "num_workers": num_workers,
+        "collate_fn": collate,
+        "generator": torch.Generator().manual_seed(seed),
+    }
     if num_workers > 0:
         common.update(worker_init_fn=_quiet_worker, persistent_workers=False, prefetch_factor=2)
     size = (procedural.height, procedural.width)

@@ -46,21 +46,13 @@ def psnr_per_image(pred: Tensor, target: Tensor) -> Tensor:
 def build_lpips_loss(device: torch.device | str) -> nn.Module:
     """The frozen LPIPS-VGG network (v0.1) from :mod:`ilrm.perceptual`, on ``device``.
 
-    Raises RuntimeError with what to do when the module, the ``lpips`` package or the offline VGG16
-    backbone is missing.
+    Raises RuntimeError with what to do when the ``lpips`` package or the offline VGG16 backbone is
+    missing.
     """
+    from .. import perceptual  # imported here: it pulls in the lpips package, which only this loss needs
+
     try:
-        from .. import perceptual
-    except ImportError as e:
-        raise RuntimeError(
-            "an LPIPS loss weight > 0 needs the module ilrm.perceptual (LPIPS-VGG with an offline backbone), "
-            f"which cannot be imported here ({e}); train with --lpips-weight 0"
-        ) from e
-    builder = getattr(perceptual, "build_lpips_vgg", None)
-    if builder is None:
-        raise RuntimeError("ilrm.perceptual has no build_lpips_vgg(); cannot build the LPIPS loss")
-    try:
-        net = builder(device)
+        net = perceptual.build_lpips_vgg(device)
     except Exception as e:  # missing lpips package, no backbone weights offline, ...
         raise RuntimeError(
             f"could not build the LPIPS-VGG loss ({type(e).__name__}: {e}); prepare the backbone cache "

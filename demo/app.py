@@ -1,0 +1,341 @@
+"""Gradio 6 Blocks UI for iLRM: photos (+ optional cameras) → 3D Gaussians, a fly-through video, files.
+
+Only the UI lives here; the work is :mod:`demo.pipeline`. ``python app.py`` (repository root) calls
+:func:`main`. Binds to 127.0.0.1 unless ``--host``/``GRADIO_SERVER_NAME`` says otherwise.
+"""
+
+from __future__ import annotations
+
+# ZeroGPU (Hugging Face Spaces): `spaces` must be imported before anything initialises CUDA.
+try:  # pragma: no cover - only installed on Spaces
+    import spaces
+except ImportError:  # pragma: no cover
+    spaces = None
+
+import argparse
+import atexit
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import gradio as gr
+import torch
+
+from demo.pipeline import (
+    EXAMPLES_DIR,
+    ModelStore,
+    ReconstructionResult,
+    SessionFolders,
+    VideoSettings,
+    default_model_specs,
+    default_video_settings,
+    describe_model,
+    pick_device,
+    reconstruct_iter,
+    render_fly_through,
+    run_model,
+)
+from ilrm.errors import ILRMInputError
+
+log = logging.getLogger(__name__)
+
+IMAGE_TYPES = [".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"]
+CAMERA_TYPES = [".json", ".txt", ".bin", ".zip"]
+DEFAULT_FOV = 60.0
+API_NAME = "reconstruct"
+
+CSS = """
+#ilrm-info { font-size: 0.92em; }
+"""
+
+
+def gpu(duration: int) -> Callable:
+    """``@spaces.GPU(duration=...)`` on ZeroGPU; a no-op decorator elsewhere."""
+    if spaces is None:
+        return lambda fn: fn
+    return spaces.GPU(duration=duration)
+
+
+# The GPU functions look models up by key (not by argument) so that nothing big is pickled when
+# ZeroGPU runs them in its GPU worker; they return CPU tensors / file paths only.
+_STORES: dict[int, ModelStore] = {}
+
+
+@gpu(duration=60)
+def gpu_forward(store_id: int, key: str, views) -> object:
+    """Model forward on the best device; CPU Gaussians out."""
+    model, _ = _STORES[store_id].get(key)
+    return run_model(model, views)
+
+
+@gpu(duration=120)
+def gpu_video(gaussians, views, path, **kwargs) -> Path:
+    """Fly-through video on the best device (gsplat on CUDA when installed, else our torch rasterizer)."""
+    return render_fly_through(gaussians, views, path, **kwargs)
+
+
+def _paths(files) -> list[str]:
+    """Gradio file values (str paths or objects with .name / .path) → paths."""
+    if files is None:
+        return []
+    if isinstance(files, (str, Path)):
+        files = [files]
+    out = []
+    for f in files:
+        p = getattr(f, "path", None) or getattr(f, "name", None) or f
+        if p:
+            out.append(str(p))
+    return out
+
+
+def _outputs(result: ReconstructionResult) -> tuple:
+    video = str(result.video) if result.video is not None else None
+    return str(result.preview), video, str(result.ply), str(result.splat), result.to_markdown()
+
+
+def make_handler(
+    store: ModelStore,
+    sessions: SessionFolders,
+    *,
+    video: VideoSettings | None = None,
+    max_side: int = 1024,
+) -> Callable[..., Iterator[tuple]]:
+    """The reconstruct event handler (a generator: preview first, then the video).
+
+    Inputs: images (paths), camera files (paths or None), model key, field of view (°), make video
+    (bool), session state, request. Outputs: preview .ply, video .mp4, full .ply, .splat, report
+    (Markdown), session state (the run folder). Every failure becomes a ``gr.Error`` message.
+    """
+    store_id = id(store)
+    _STORES[store_id] = store
+
+    def reconstruct(
+        images,
+        camera_files,
+        model_key: str,
+        fov_deg: float,
+        make_video: bool,
+        run_dir: str | None,
+        request: gr.Request,
+        progress=gr.Progress(),  # noqa: B008 - Gradio injects its tracker through this default
+    ) -> Iterator[tuple]:
+        session = getattr(request, "session_hash", None) if request is not None else None
+        try:
+            image_paths = _paths(images)
+            if not image_paths:
+                raise ILRMInputError("upload 2 to 32 photos of the scene first (or click an example below)")
+            key = model_key or store.default_key
+            progress(0.0, desc="Loading the model")
+            model, spec = store.get(key)
+            dev = pick_device()
+            if dev.type == "cpu" and model.config.width >= 512:
+                gr.Warning("This model is large and runs on the CPU here: expect a minute or more.", duration=8)
+            settings = video if video is not None else default_video_settings(dev)
+            if not make_video:
+                settings = VideoSettings(0, settings.fps)
+            out_dir = sessions.new_run(session)
+            steps = reconstruct_iter(
+                image_paths,
+                _paths(camera_files) or None,
+                model,
+                out_dir,
+                model_label=describe_model(model, spec.label),
+                fov_deg=float(fov_deg) if fov_deg else None,
+                video=settings,
+                max_side=max_side,
+                progress=lambda f, d: progress(f, desc=d),
+                forward_fn=lambda m, v: gpu_forward(store_id, key, v),
+                video_fn=gpu_video,
+            )
+            first = True
+            for result in steps:
+                if first:
+                    for w in result.warnings:
+                        gr.Warning(w, duration=10)
+                    first = False
+                yield (*_outputs(result), str(out_dir))
+        except ILRMInputError as e:
+            raise gr.Error(str(e), title="Cannot reconstruct", print_exception=False) from None
+        except gr.Error:
+            raise
+        except torch.OutOfMemoryError:
+            raise gr.Error(
+                "Ran out of memory: upload fewer photos or choose a smaller model.", print_exception=False
+            ) from None
+        except Exception as e:  # noqa: BLE001 - never show a traceback; log it for the operator
+            log.exception("reconstruction failed")
+            raise gr.Error(
+                f"Something went wrong ({type(e).__name__}: {e}). Try other photos or another model; if it keeps "
+                "happening, please report it.",
+                print_exception=False,
+            ) from None
+
+    return reconstruct
+
+
+def example_rows(default_key: str = "shipped") -> tuple[list[list], list[str]]:
+    """Example rows [images, camera files, model, fov, video] and their labels (only existing scenes)."""
+    rows, labels = [], []
+    proc = EXAMPLES_DIR / "procedural"
+    if (proc / "opencv_cameras.json").is_file():
+        imgs = sorted(str(p) for p in (proc / "images").glob("*.png"))
+        rows.append([imgs, [str(proc / "opencv_cameras.json")], default_key, DEFAULT_FOV, True])
+        labels.append("Procedural room, 2 posed views (held-out scene)")
+    desk = EXAMPLES_DIR / "mydesk"
+    if (desk / "opencv_cameras.json").is_file():
+        four = [str(desk / "images" / f"frame{i}.jpg") for i in (0, 140, 260, 380)]
+        two = [str(desk / "images" / f"frame{i}.jpg") for i in (100, 180)]
+        if all(Path(p).is_file() for p in four + two):
+            rows.append([four, [str(desk / "opencv_cameras.json")], default_key, DEFAULT_FOV, True])
+            labels.append("mydesk (real photos), 4 posed views")
+            rows.append([four, None, default_key, DEFAULT_FOV, True])
+            labels.append("mydesk, 4 views, pretend unposed (pycolmap estimates the cameras)")
+            rows.append([two, None, default_key, 60.0, True])
+            labels.append("mydesk, 2 views, pretend unposed (two-view estimate with a 60° field of view)")
+    return rows, labels
+
+
+INTRO = """
+# iLRM — photos to 3D Gaussians in one forward pass
+Upload **2–32 photos** of a scene taken from different positions (same camera, same size). Add a camera
+file (`opencv_cameras.json`, nerfstudio `transforms.json`, or a COLMAP model: `cameras.txt` + `images.txt`,
+the `.bin` files, or a zip) if you have one — photos are matched to cameras by file name. Without one,
+cameras are estimated with COLMAP (pycolmap) on the CPU: 3+ photos work best; for exactly 2 photos set the
+field of view (EXIF focal length is used when present).
+"""
+
+
+def build_demo(
+    checkpoint: str | Path | None = None,
+    *,
+    store: ModelStore | None = None,
+    sessions: SessionFolders | None = None,
+    video: VideoSettings | None = None,
+    concurrency_limit: int | None = None,
+    max_queue: int = 32,
+    max_side: int = 1024,
+    examples: bool = True,
+) -> gr.Blocks:
+    """The Blocks app (queue configured; launch it with :func:`launch`).
+
+    checkpoint: the default model (folder or Hub id; default from ``ILRM_DEMO_CHECKPOINT`` /
+    ``ilrm_demo.json`` / ``checkpoints/ilrm-tiny-procedural``). store/sessions: inject for tests.
+    video: fly-through frames/fps (default: by device). concurrency_limit: simultaneous
+    reconstructions (default ``ILRM_DEMO_CONCURRENCY`` or 1).
+    """
+    store = store or ModelStore(default_model_specs(checkpoint))
+    sessions = sessions or SessionFolders()
+    atexit.register(sessions.cleanup_all)
+    handler = make_handler(store, sessions, video=video, max_side=max_side)
+    if concurrency_limit is None:
+        concurrency_limit = int(os.environ.get("ILRM_DEMO_CONCURRENCY", "1"))
+
+    with gr.Blocks(title="iLRM: photos → 3D Gaussians", delete_cache=(1800, 3600)) as demo:
+        gr.Markdown(INTRO)
+        run_state = gr.State(None, time_to_live=3600, delete_callback=sessions.cleanup_path)
+        with gr.Row():
+            with gr.Column(scale=1):
+                images = gr.File(
+                    label="Photos (2–32, same size)", file_count="multiple", file_types=IMAGE_TYPES, height=180
+                )
+                cameras = gr.File(
+                    label="Camera file (optional)", file_count="multiple", file_types=CAMERA_TYPES, height=90
+                )
+                model = gr.Dropdown(choices=store.choices(), value=store.default_key, label="Model", interactive=True)
+                fov = gr.Slider(
+                    20,
+                    120,
+                    value=DEFAULT_FOV,
+                    step=1,
+                    label="Field of view (°) across the long side",
+                    info="Only for photos without a camera file and without EXIF focal length.",
+                )
+                make_video = gr.Checkbox(value=True, label="Render a fly-through video")
+                run = gr.Button("Reconstruct", variant="primary")
+            with gr.Column(scale=2):
+                preview = gr.Model3D(label="3D preview (drag to orbit, scroll to zoom)", height=480)
+                info = gr.Markdown("", elem_id="ilrm-info")
+                with gr.Row():
+                    video_out = gr.Video(label="Fly-through", format=None, autoplay=True, loop=True, height=300)
+                    with gr.Column():
+                        ply_out = gr.File(label="Gaussians .ply (full, your camera frame)")
+                        splat_out = gr.File(label="Gaussians .splat (web viewers)")
+        outputs = [preview, video_out, ply_out, splat_out, info]
+        run.click(
+            handler,
+            inputs=[images, cameras, model, fov, make_video, run_state],
+            outputs=[*outputs, run_state],
+            api_name=API_NAME,
+            api_description="Photos (+ optional camera file) → preview .ply, fly-through .mp4, full .ply, .splat, report",
+            concurrency_limit=concurrency_limit,
+            concurrency_id="reconstruct",
+        )
+        if examples:
+            rows, labels = example_rows(store.default_key)
+            if rows:
+
+                def run_example(images, camera_files, model_key, fov_deg, make_video, progress=gr.Progress()):  # noqa: B008
+                    # Cached for everyone: run outside any session folder (request None).
+                    for out in handler(images, camera_files, model_key, fov_deg, make_video, None, None, progress):
+                        yield out[:5]
+
+                gr.Examples(
+                    examples=rows,
+                    inputs=[images, cameras, model, fov, make_video],
+                    outputs=outputs,
+                    fn=run_example,
+                    cache_examples=True,
+                    cache_mode="lazy",
+                    example_labels=labels,
+                    label="Examples (computed on first click, then cached)",
+                    api_name="example",
+                    api_visibility="private",
+                )
+
+        def end_session(request: gr.Request) -> None:
+            sessions.cleanup(getattr(request, "session_hash", None))
+
+        demo.unload(end_session)
+    demo.queue(default_concurrency_limit=concurrency_limit, max_size=max_queue)
+    demo.ilrm_store = store  # for tests and launch()
+    demo.ilrm_sessions = sessions
+    return demo
+
+
+def launch(
+    demo: gr.Blocks,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    share: bool = False,
+    prevent_thread_lock: bool = False,
+    quiet: bool = False,
+    **kwargs,
+):
+    """Launch with the app's theme/CSS (Gradio 6 takes them in ``launch``), on 127.0.0.1 unless told otherwise."""
+    host = host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        theme=gr.themes.Soft(),
+        css=CSS,
+        allowed_paths=[str(EXAMPLES_DIR)],
+        prevent_thread_lock=prevent_thread_lock,
+        quiet=quiet,
+        show_error=True,
+        footer_links=["api"],
+        **kwargs,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="iLRM demo: photos → 3D Gaussians")
+    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 7860 or GRADIO_SERVER_PORT)")
+    parser.add_argument("--checkpoint", default=None, help="default model: checkpoint folder or Hub repo id")
+    parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    launch(build_demo(args.checkpoint), host=args.host, port=args.port, share=args.share)
