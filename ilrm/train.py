@@ -113,8 +113,8 @@ class TrainConfig:
     Run: ``checkpoint_every`` / ``log_every`` / ``eval_every`` steps (0 disables eval), keeping the
     newest ``keep_checkpoints``; evaluation on ``eval_scenes`` held-out procedural scenes with
     ``eval_num_target`` targets; ``seed``; ``num_workers`` data-loader workers per process;
-    ``data_device`` where procedural scenes are ray-cast ("auto": the training device without
-    workers, CPU with workers); ``device`` ("auto", "cpu", "cuda"); ``out_dir``; ``time_limit_s``:
+    ``data_device`` where procedural scenes are ray-cast ("auto": the training device; with workers
+    on an accelerator, workers build the scenes and the main process ray-casts them); ``device`` ("auto", "cpu", "cuda"); ``out_dir``; ``time_limit_s``:
     stop cleanly (checkpoint, no export) before this many seconds of this invocation;
     ``export_dtype`` of the final model ("float32", "bfloat16", "float16").
     """
@@ -530,7 +530,7 @@ def _train(cfg: TrainConfig, dist: DistInfo, resume: str | Path | None, progress
     layout = SampleLayout(cfg.batch_size, cfg.grad_accum, dist.world_size, dist.rank, start_step, samples_seen)
     data_device = cfg.data_device
     if data_device == "auto":
-        data_device = str(dist.device) if cfg.num_workers == 0 else "cpu"
+        data_device = str(dist.device)
     stream = build_train_stream(
         cfg.data,
         cfg.procedural_config(),

@@ -351,3 +351,26 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
     assert state["world_size"] == 2 and state["global_batch"] == 2 and len(state["rng"]) == 2
     wa, wb = load_file(str(single / "final" / "model.safetensors")), load_file(str(ddp / "final" / "model.safetensors"))
     assert all(torch.allclose(wa[k], wb[k], atol=1e-4) for k in wa)
+
+
+def test_deferred_procedural_stream_matches_direct_rendering():
+    # workers build ViewPlans, the main process ray-casts them: same examples as rendering in place
+    from torch.utils.data import DataLoader
+
+    from ilrm.data.procedural import ProceduralConfig, ProceduralScenes
+    from ilrm.training.data import ProceduralTrainSet, SampleLayout, StepBatchSampler, TrainStream, collate
+
+    cfg = ProceduralConfig(height=32, width=32, num_context=2, num_target=1)
+    layout = SampleLayout(batch_size=2)
+    scenes = ProceduralScenes(cfg, "train", num_scenes=5)
+    direct = ProceduralTrainSet(scenes, layout)
+    deferred = ProceduralTrainSet(scenes, layout, deferred=True)
+    loader = DataLoader(deferred, batch_sampler=StepBatchSampler(layout, 0, 2), num_workers=1, collate_fn=list)
+    stream = TrainStream(loader, render=(cfg, "cpu"))
+    for step in range(2):
+        got = stream.next_batch()
+        want = collate([direct[g] for g in layout.indices(step, 0)])
+        assert got.scene_id == want.scene_id
+        for a, b in ((got.context, want.context), (got.target, want.target)):
+            assert torch.equal(a.images, b.images) and torch.equal(a.c2w, b.c2w)
+    stream.close()

@@ -63,9 +63,14 @@ def rasterize_gsplat(
         eps2d=eps2d,
         sh_degree=sh_degree,
         packed=packed,
-        backgrounds=None if background is None else background.contiguous(),
         render_mode="RGB+ED" if with_depth else "RGB",
         rasterize_mode="classic",
     )
     depth = colors[..., 3:4] if with_depth else None
-    return colors[..., :3], depth, alphas
+    rgb = colors[..., :3]
+    if background is not None:
+        # Composited here rather than through gsplat's ``backgrounds``: 1.5.3 asserts a background
+        # shape of (channels,) in packed mode, i.e. refuses per-camera backgrounds. The result is
+        # the same: gsplat adds T_final · background, and T_final = 1 − alpha.
+        rgb = rgb + (1.0 - alphas) * background[:, :, None, None, :]
+    return rgb, depth, alphas

@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..data.example import Example, collate
-from ..data.procedural import ProceduralConfig, ProceduralScenes, make_example
+from ..data.procedural import ProceduralConfig, ProceduralScenes, plan_example, render_plan, render_plans
 from ..data.sampling import BoundedSampler, linear_schedule
 from ..errors import ILRMInputError
 
@@ -127,12 +127,13 @@ class ProceduralTrainSet(Dataset):
         initial_gap: tuple[int, int] | None = None,
         gap_warmup_steps: int = 0,
         device: torch.device | str = "cpu",
+        deferred: bool = False,
     ) -> None:
         if len(scenes) == 0:
             raise ILRMInputError("the procedural training split is empty (train_scenes must be >= 1)")
         self.scenes, self.layout = scenes, layout
         self.initial_gap, self.gap_warmup_steps = initial_gap, gap_warmup_steps
-        self.device = device
+        self.device, self.deferred = device, deferred
 
     def __len__(self) -> int:  # endless; DataLoader only needs __getitem__ with a batch sampler
         return 2**62
@@ -141,7 +142,8 @@ class ProceduralTrainSet(Dataset):
         n = len(self.scenes)
         cfg = self.scenes.config
         gap = gap_at(self.layout.step_of(g), cfg.context_gap, self.initial_gap, self.gap_warmup_steps)
-        return make_example(self.scenes.seed(g % n), cfg, device=self.device, context_gap=gap, view_stream=g // n)
+        plan = plan_example(self.scenes.seed(g % n), cfg, context_gap=gap, view_stream=g // n)
+        return plan if self.deferred else render_plan(plan, cfg, device=self.device)
 
 
 class OpenCVTrainSet(Dataset):
@@ -189,10 +191,16 @@ class TrainStream:
     ``set_step(step)`` tells step-driven samplers (RE10K gap warm-up) where training is.
     """
 
-    def __init__(self, loader: DataLoader, step_value: Any | None = None) -> None:
+    def __init__(
+        self,
+        loader: DataLoader,
+        step_value: Any | None = None,
+        render: tuple[ProceduralConfig, torch.device | str] | None = None,
+    ) -> None:
         self.loader = loader
         self._it = iter(loader)
         self._step_value = step_value
+        self._render = render  # (config, device): the loader yields ViewPlans, ray-cast here
 
     def set_step(self, step: int) -> None:
         if self._step_value is not None:
@@ -200,9 +208,13 @@ class TrainStream:
 
     def next_batch(self) -> Example:
         try:
-            return next(self._it)
+            item = next(self._it)
         except StopIteration as e:
             raise RuntimeError("the training data stream ended early") from e
+        if self._render is not None:
+            config, device = self._render
+            return render_plans(item, config, device=device)
+        return item
 
     def close(self) -> None:
         # Shut DataLoader workers down now rather than at garbage collection.
@@ -253,11 +265,21 @@ def build_train_stream(
         )
     if kind == "procedural":
         scenes = ProceduralScenes(procedural, "train", num_scenes=train_scenes)
+        # Workers + an accelerator: workers build scenes (CPU-bound: textures, layout), the main
+        # process ray-casts them on ``data_device``; CUDA cannot be used inside forked workers.
+        deferred = num_workers > 0 and torch.device(data_device).type != "cpu"
         ds = ProceduralTrainSet(
-            scenes, layout, initial_gap=initial_gap, gap_warmup_steps=gap_warmup_steps, device=data_device
+            scenes,
+            layout,
+            initial_gap=initial_gap,
+            gap_warmup_steps=gap_warmup_steps,
+            device=data_device,
+            deferred=deferred,
         )
+        if deferred:
+            common["collate_fn"] = list
         loader = DataLoader(ds, batch_sampler=StepBatchSampler(layout, start_step, end_step), **common)
-        return TrainStream(loader)
+        return TrainStream(loader, render=(procedural, data_device) if deferred else None)
     if kind == "dl3dv":
         ds = OpenCVTrainSet(root, layout, sampler, size, seed=seed)
         loader = DataLoader(ds, batch_sampler=StepBatchSampler(layout, start_step, end_step), **common)
