@@ -63,7 +63,7 @@ def measured_row(result_dir: str | Path) -> dict[str, Any]:
     time_text = _fmt_time(recon)
     if refine:
         time_text += f" + {_fmt_time(refine)} refine"
-    commit = (env.get("git_commit") or "")[:10]
+    commit = (env.get("git_commit") or "unknown commit")[:14]
     dirty = "+dirty" if env.get("git_dirty") else ""
     return {
         "protocol": s["protocol"],

@@ -23,7 +23,6 @@ import torch
 from skimage.metrics import structural_similarity
 
 from ilrm.errors import ILRMInputError
-
 from ilrm.perceptual import BackboneUnavailable, build_lpips_vgg
 
 #: What a table shows in the LPIPS column when no backbone is available.

@@ -233,4 +233,3 @@ def check_image_size(height: int, width: int, multiple: int) -> None:
 
 
 # Camera paths for videos live in their own module; re-exported as part of `ilrm.cameras`.
-from .camera_paths import fly_through, interpolate_poses, orbit_path  # noqa: E402

