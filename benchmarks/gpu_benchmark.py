@@ -96,7 +96,6 @@ def bench_case(name: str, preset: str, V: int, H: int, W: int, *, graph: bool, i
             res["num_gaussians"] = g.num_gaussians
         except Exception as e:  # noqa: BLE001
             res["render_error"] = f"{type(e).__name__}: {e}"[:300]
-    del model
     torch.cuda.empty_cache()
     return res
 
@@ -120,7 +119,7 @@ def attention_backend_comparison() -> list[dict]:
         for be in (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION):
             try:
                 with sdpa_kernel([be]):
-                    ms = statistics.median(time_cuda(lambda: F.scaled_dot_product_attention(q, k, v), 3, 10))
+                    ms = statistics.median(time_cuda(lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v), 3, 10))
                 out.append(dict(shape=label, backend=be.name, ms=ms, tflops=flops / ms / 1e9))
             except Exception as e:  # noqa: BLE001
                 out.append(dict(shape=label, backend=be.name, error=str(e)[:120]))

@@ -1,4 +1,5 @@
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -58,13 +59,16 @@ def test_hand_set_tokenizer_weight_selects_one_pixel_channel(official):
     K = torch.tensor([[30.0, 0, 16], [0, 30, 16], [0, 0, 1]]).expand(1, 1, 3, 3)
     c2w = torch.eye(4).expand(1, 1, 4, 4)
     img = torch.rand(1, 1, 3, H, W)
+    # With one non-zero column the pre-norm token is (2·red − 1)·w and LayerNorm removes the scale:
+    # only a sign change shows. Red 0.1 → 0.6 below flips it at patch (1, 1) = token 5 of 4×4.
+    img[..., 0, 8 + ph, 8 + pw] = 0.1
     other = torch.rand(1, 1, 3, H, W)
     other[..., 0, ph::8, pw::8] = img[..., 0, ph::8, pw::8]  # same red at (ph, pw) of every patch
     with torch.no_grad():
         t1 = model.image_tokens(Views(img, K, c2w))
         t2 = model.image_tokens(Views(other, K, c2w))
         bumped = img.clone()
-        bumped[..., 0, 8 + ph, 8 + pw] += 0.5  # patch (1, 1) = token 5 of a 4×4 grid
+        bumped[..., 0, 8 + ph, 8 + pw] += 0.5
         t3 = model.image_tokens(Views(bumped, K, c2w))
     assert torch.allclose(t1, t2, atol=1e-6)
     changed = (t3 - t1).abs().amax(-1) > 1e-4
@@ -130,7 +134,7 @@ def test_restricted_unpickler_runs_nothing(tmp_path, monkeypatch):
     sd = official_state_dict("main", WIDTH, DEPTH)
     obj = {"state_dict": {"encoder.scaler." + k: v for k, v in sd.items()}, "hyper_parameters": _Exploit()}
     torch.save(obj, tmp_path / "evil.ckpt")
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.UnpicklingError):
         torch.load(tmp_path / "evil.ckpt", weights_only=True)  # the default refuses the file…
     model = ILRM.from_official_checkpoint(tmp_path / "evil.ckpt")  # …we read the tensors only
     assert not marker.exists()

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from ilrm import ILRM, ILRMConfig
@@ -12,7 +14,7 @@ def test_json_round_trip(name, tmp_path):
     assert ILRMConfig.from_json(cfg.to_json()) == cfg
     cfg.to_json(tmp_path / "c.json")
     assert ILRMConfig.from_json(tmp_path / "c.json") == cfg
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.width = 3  # frozen
 
 
