@@ -187,6 +187,31 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ckpt_dir", help="checkpoint folder of ours (model.safetensors + config.json)")
+    p.add_argument("repo_id", help="Hub model repo, owner/name (created if missing)")
+    p.add_argument("--eval", nargs="*", default=[], metavar="SUMMARY", help="summary.json files (or result folders) of `python -m eval run` for the card's table")
+    p.add_argument("--notes", default=None, help="a file whose text goes into the card's Notes section")
+    p.add_argument("--license", default="apache-2.0")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--dry-run", metavar="DIR", default=None, help="only write the folder that would be uploaded into DIR")
+
+
+@command("publish", "upload a checkpoint folder with a model card to the Hugging Face Hub")(_publish_args)
+def _publish(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .publish import publish
+
+    notes = Path(args.notes).read_text() if args.notes else None
+    res = publish(
+        args.ckpt_dir, args.repo_id, eval_summaries=args.eval, dry_run_dir=args.dry_run, private=args.private,
+        license=args.license, notes=notes,
+    )
+    print(json.dumps({"repo_id": res.repo_id, "folder": str(res.folder), "files": res.files, "url": res.url}))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ilrm", description="iLRM: posed photos → 3D Gaussians")
     sub = parser.add_subparsers(dest="command", required=True)
