@@ -1,0 +1,131 @@
+"""The Gradio app: the handler on good and bad input, and the app served on localhost (gradio_client)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import gradio as gr
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from PIL import Image
+
+from demo.app import build_demo, launch, make_handler
+from demo.pipeline import DEFAULT_CHECKPOINT, EXAMPLES_DIR, ModelSpec, ModelStore, SessionFolders, VideoSettings
+from ilrm.gaussian_files import load_ply
+
+PROC = EXAMPLES_DIR / "procedural"
+PROC_IMAGES = sorted(str(p) for p in (PROC / "images").glob("*.png"))
+PROC_CAMS = [str(PROC / "opencv_cameras.json")]
+VIDEO = VideoSettings(frames=3, fps=3)
+
+
+def no_progress(*args, **kwargs) -> None:
+    return None
+
+
+@pytest.fixture(scope="module")
+def store() -> ModelStore:
+    return ModelStore([ModelSpec("shipped", "ilrm-tiny-procedural", str(DEFAULT_CHECKPOINT))])
+
+
+@pytest.fixture()
+def handler(store, tmp_path):
+    return make_handler(store, SessionFolders(tmp_path / "sessions"), video=VIDEO)
+
+
+def run(handler, images, cameras=None, *, video=True, fov=60.0) -> list[tuple]:
+    return list(handler(images, cameras, "shipped", fov, video, None, None, no_progress))
+
+
+def error_of(handler, images, cameras=None, **kw) -> str:
+    with pytest.raises(gr.Error) as e:
+        run(handler, images, cameras, **kw)
+    return e.value.message
+
+
+def noise(path: Path, h: int = 64, w: int = 64, seed: int = 0) -> str:
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+    return str(path)
+
+
+def test_example_scene_gives_preview_then_video(handler):
+    outs = run(handler, PROC_IMAGES, PROC_CAMS)
+    assert len(outs) == 2  # the preview and downloads first, then the same with the video
+    preview, video, ply, splat, report, run_dir = outs[-1]
+    assert outs[0][1] is None and outs[0][0] == preview
+    g = load_ply(ply)
+    splat_bytes = Path(splat).stat().st_size
+    assert g.num_gaussians > 0 and splat_bytes % 32 == 0 and 0 < splat_bytes <= 32 * g.num_gaussians
+    header = Path(preview).read_bytes()[:2000].split(b"end_header")[0].decode()
+    assert "binary_little_endian" in header and "uchar" not in header and "element vertex" in header
+    frames = iio.imread(video, index=None)
+    assert frames.shape[0] == VIDEO.frames and frames.shape[-1] == 3
+    assert "Gaussians:" in report and "ilrm-tiny-procedural" in report and Path(run_dir).is_dir()
+
+
+def test_bad_inputs_become_messages(handler, tmp_path):
+    a, b = noise(tmp_path / "a.png"), noise(tmp_path / "b.png", seed=1)
+    assert "upload 2 to 32 photos" in error_of(handler, [])
+    assert "at least 2 photos" in error_of(handler, [a])
+    many = [noise(tmp_path / f"m{i}.png", 16, 16, i) for i in range(33)]
+    assert "at most 32 photos" in error_of(handler, many)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo\n" * 50)
+    assert "is not an image" in error_of(handler, [a, str(text)])
+    cut = tmp_path / "cut.jpg"
+    Image.open(a).save(cut, quality=90)
+    cut.write_bytes(cut.read_bytes()[:200])
+    assert "damaged" in error_of(handler, [a, str(cut)])
+    assert "same size" in error_of(handler, [a, noise(tmp_path / "c.png", 48, 64)])
+    # a camera file for other photos
+    assert "no camera" in error_of(handler, [a, b], PROC_CAMS)
+    # NaN and identical poses in the camera file
+    data = json.loads(Path(PROC_CAMS[0]).read_text())
+    for frame in data["frames"]:
+        frame["file_path"] = "images/" + Path(frame["file_path"]).name
+    bad = json.loads(json.dumps(data))
+    bad["frames"][1]["w2c"][0][3] = float("nan")
+    nan_file = tmp_path / "nan" / "opencv_cameras.json"
+    nan_file.parent.mkdir()
+    nan_file.write_text(json.dumps(bad))
+    assert "NaN/infinite or malformed for: 'images/view1.png'" in error_of(handler, PROC_IMAGES, [str(nan_file)])
+    same = json.loads(json.dumps(data))
+    same["frames"][1]["w2c"] = same["frames"][0]["w2c"]
+    same_file = tmp_path / "same" / "opencv_cameras.json"
+    same_file.parent.mkdir()
+    same_file.write_text(json.dumps(same))
+    assert "same" in error_of(handler, PROC_IMAGES, [str(same_file)])
+    # pose estimation that cannot work: two copies of one photo, unposed
+    twin = tmp_path / "twin.png"
+    shutil.copy(a, twin)
+    msg = error_of(handler, [a, str(twin)])
+    assert "too few matching features" in msg and "step sideways" in msg
+
+
+@pytest.mark.slow
+def test_served_app_with_gradio_client(store, tmp_path):
+    from gradio_client import Client, handle_file
+
+    demo = build_demo(store=store, sessions=SessionFolders(tmp_path / "s"), video=VIDEO, examples=False)
+    _, url, _ = launch(demo, port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(url, verbose=False, download_files=str(tmp_path / "dl"))
+        preview, video, ply, splat, report = client.predict(
+            [handle_file(p) for p in PROC_IMAGES],
+            [handle_file(PROC_CAMS[0])],
+            "shipped",
+            60.0,
+            True,
+            api_name="/reconstruct",
+        )
+        assert load_ply(ply).num_gaussians > 0
+        video_path = video["video"] if isinstance(video, dict) else video
+        assert iio.imread(video_path, index=None).shape[0] == VIDEO.frames
+        assert "Gaussians:" in report
+        with pytest.raises(Exception, match="at least 2 photos"):
+            client.predict([handle_file(PROC_IMAGES[0])], None, "shipped", 60.0, False, api_name="/reconstruct")
+    finally:
+        demo.close()
