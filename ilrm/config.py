@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from .jsonconfig import JsonConfig
 
 # Per-pixel ray/colour features a token can be built from; each name maps to 3 channels.
 #   "rgb": 2·rgb − 1,  "o": ray origin (camera centre),  "d": unit ray direction,  "m": Plücker moment o × d
@@ -15,7 +15,7 @@ ARCHITECTURES = ("ilrm", "full-attention")
 
 
 @dataclass(frozen=True)
-class ILRMConfig:
+class ILRMConfig(JsonConfig):
     """Hyper-parameters of an iLRM (or of the full-attention baseline, ``arch="full-attention"``).
 
     The two released models ("re10k" = authors' ``main`` branch, "dl3dv-wide" = ``wide`` branch)
@@ -107,31 +107,6 @@ class ILRMConfig:
         return self.patch_size * self.viewpoint_factor
 
     # ---- serialisation -------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for name in ("image_features", "viewpoint_features"):
-            d[name] = list(d[name])
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ILRMConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown ILRMConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
-
-    def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
-
-    @classmethod
-    def from_json(cls, text_or_path: str | Path) -> ILRMConfig:
-        p = Path(text_or_path)
-        text = p.read_text() if not str(text_or_path).lstrip().startswith("{") else str(text_or_path)
-        return cls.from_dict(json.loads(text))
 
     def replace(self, **changes: Any) -> ILRMConfig:
         return dataclasses.replace(self, **changes)

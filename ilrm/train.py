@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import signal
 import threading
@@ -41,6 +40,7 @@ from .config import ILRMConfig
 from .data.example import Example
 from .data.procedural import ProceduralConfig
 from .errors import ILRMInputError
+from .jsonconfig import JsonConfig
 from .render import WHITE, render
 from .training.checkpointing import (
     EXPORT_DTYPES,
@@ -93,7 +93,7 @@ DEFAULT_GAPS = {"procedural": ProceduralConfig().context_gap, "re10k": (45, 192)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """Everything a training run needs; JSON-serialisable (:meth:`to_json`), saved in the run folder.
 
     Model: ``preset`` (an :meth:`ILRMConfig.preset` name; ``"<name>-full"`` trains the full-attention
@@ -222,32 +222,6 @@ class TrainConfig:
         )
 
     # ---- serialisation -------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        for k, v in d.items():
-            if isinstance(v, tuple):
-                d[k] = list(v)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ILRMInputError(f"unknown TrainConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
-
-    def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
-
-    @classmethod
-    def from_json(cls, text_or_path: str | Path) -> TrainConfig:
-        s = str(text_or_path)
-        text = s if s.lstrip().startswith("{") else Path(s).read_text()
-        return cls.from_dict(json.loads(text))
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
