@@ -38,7 +38,7 @@ from .fixtures_data import (
     write_re10k,
 )
 
-MYDESK = Path(__file__).resolve().parents[2] / "shared" / "data" / "examples" / "mydesk"
+MYDESK = Path(__file__).resolve().parents[1] / "demo" / "examples" / "mydesk"
 
 
 # ---- RE10K -------------------------------------------------------------------------------------
@@ -237,7 +237,6 @@ def test_dl3dv_crop_mode_and_errors(dl3dv_root, tmp_path):
         ds[0]
 
 
-@pytest.mark.skipif(not MYDESK.exists(), reason="shared example scene not available")
 def test_dl3dv_reader_on_real_mydesk_scene():
     meta = json.loads((MYDESK / "opencv_cameras.json").read_text())
     ds = DL3DVScenes(MYDESK, sampler=FixedViewSampler([0, 6], [3]))
@@ -425,11 +424,10 @@ def test_evaluation_index_sampler(tmp_path):
 
 
 def test_dl3dv_index_sampler_on_real_index_format(tmp_path):
-    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "dl3dv_fold_8_kmeans_input_idx.json"
+    real = Path(__file__).resolve().parents[1] / "eval" / "dl3dv_fold_8_kmeans_input_idx.json"
     path = write_dl3dv_index(tmp_path / "k.json", {"s": (list(range(1, 33, 2)), list(range(1, 65, 2)))})
-    if real.exists():  # same shape as the real file
-        entry = json.loads(real.read_text())[0]
-        assert set(entry) == {"scene_name", "fold_8_kmeans_16_input", "fold_8_kmeans_32_input"}
+    entry = json.loads(real.read_text())[0]  # the fixture has the shape of the real file
+    assert set(entry) == {"scene_name", "fold_8_kmeans_16_input", "fold_8_kmeans_32_input"}
     s16, s32 = DL3DVIndexSampler(path, 16), DL3DVIndexSampler(path, 32)
     ctx, tgt = s16.sample(70, scene_id="s")
     assert ctx == list(range(1, 33, 2)) and tgt == list(range(0, 70, 8))
