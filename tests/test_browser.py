@@ -6,10 +6,12 @@ Set ``ILRM_SCREENSHOT_DIR`` to keep the screenshot (it is written to the test's 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +47,27 @@ def wait_for_drawing(page, canvas, timeout_s: float = 60.0) -> tuple[float, byte
     return spread, png
 
 
-def launch_browser(p):
-    return p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--use-angle=swiftshader"])
+@contextlib.contextmanager
+def served_page(demo, url: str, tmp_path: Path, viewport: tuple[int, int]) -> Iterator:
+    """(page, screenshot folder) for ``demo``, already launched at ``url``, in headless Debian
+    Chromium; closes the app afterwards."""
+    shots = Path(os.environ.get("ILRM_SCREENSHOT_DIR", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--use-angle=swiftshader"])
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            page.goto(url)
+            yield page, shots
+            browser.close()
+    finally:
+        demo.close()
+
+
+def visible_canvas(page):
+    canvas = page.locator("canvas").first
+    canvas.wait_for(state="visible", timeout=60_000)
+    return canvas
 
 
 def test_example_draws_in_the_3d_viewer(tmp_path):
@@ -56,29 +77,18 @@ def test_example_draws_in_the_3d_viewer(tmp_path):
     store = ModelStore([ModelSpec("shipped", "ilrm-tiny-procedural", str(DEFAULT_CHECKPOINT))])
     demo = build_demo(store=store, sessions=SessionFolders(tmp_path / "s"), video=VideoSettings(3, 3))
     _, url, _ = launch(demo, prevent_thread_lock=True, quiet=True)
-    shots = Path(os.environ.get("ILRM_SCREENSHOT_DIR", tmp_path))
-    shots.mkdir(parents=True, exist_ok=True)
-    try:
-        with playwright.sync_playwright() as p:
-            browser = launch_browser(p)
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.goto(url)
-            page.get_by_text("Procedural room, 2 posed views").first.click()
-            # the report appears once the preview .ply is served
-            page.get_by_text("Gaussians:").first.wait_for(timeout=120_000)
-            report = page.locator("#ilrm-info")
-            canvas = page.locator("canvas").first
-            canvas.wait_for(state="visible", timeout=60_000)
-            # The shipped checkpoint is undertrained and predicts near-black colours, which the viewer
-            # draws on its black background; that the viewer draws is checked with a known scene below.
-            _, png = wait_for_drawing(page, canvas, timeout_s=5)
-            page.screenshot(path=str(shots / "demo_example.png"), full_page=True)
-            (shots / "demo_example_canvas.png").write_bytes(png)
-            text = report.inner_text()
-            browser.close()
-        assert "32,768 predicted" in text, text
-    finally:
-        demo.close()
+    with served_page(demo, url, tmp_path, (1400, 1100)) as (page, shots):
+        page.get_by_text("Procedural room, 2 posed views").first.click()
+        # the report appears once the preview .ply is served
+        page.get_by_text("Gaussians:").first.wait_for(timeout=120_000)
+        canvas = visible_canvas(page)
+        # The shipped checkpoint is undertrained and predicts near-black colours, which the viewer
+        # draws on its black background; that the viewer draws is checked with a known scene below.
+        _, png = wait_for_drawing(page, canvas, timeout_s=5)
+        page.screenshot(path=str(shots / "demo_example.png"), full_page=True)
+        (shots / "demo_example_canvas.png").write_bytes(png)
+        text = page.locator("#ilrm-info").inner_text()
+    assert "32,768 predicted" in text, text
 
 
 def test_preview_file_draws_in_model3d(tmp_path):
@@ -102,18 +112,7 @@ def test_preview_file_draws_in_model3d(tmp_path):
     with gr.Blocks() as demo:
         gr.Model3D(value=str(path), height=480)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, allowed_paths=[str(tmp_path)])
-    shots = Path(os.environ.get("ILRM_SCREENSHOT_DIR", tmp_path))
-    shots.mkdir(parents=True, exist_ok=True)
-    try:
-        with playwright.sync_playwright() as p:
-            browser = launch_browser(p)
-            page = browser.new_page(viewport={"width": 1000, "height": 800})
-            page.goto(url)
-            canvas = page.locator("canvas").first
-            canvas.wait_for(state="visible", timeout=60_000)
-            spread, png = wait_for_drawing(page, canvas)
-            (shots / "model3d_canvas.png").write_bytes(png)
-            browser.close()
-        assert spread > 2.0, f"the 3D viewer canvas stayed blank (pixel std {spread:.2f})"
-    finally:
-        demo.close()
+    with served_page(demo, url, tmp_path, (1000, 800)) as (page, shots):
+        spread, png = wait_for_drawing(page, visible_canvas(page))
+        (shots / "model3d_canvas.png").write_bytes(png)
+    assert spread > 2.0, f"the 3D viewer canvas stayed blank (pixel std {spread:.2f})"
