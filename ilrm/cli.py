@@ -98,6 +98,8 @@ _TRAIN_HELP = {
     "initial_context_gap": "MIN MAX context gap at step 0 (warms up to --context-gap)",
     "out_dir": "run folder (checkpoints, log.jsonl, curves.png, final/)",
     "time_limit_s": "stop cleanly (checkpoint, no export) before this many seconds",
+    "stop_after": "stop cleanly (checkpoint, no export) after this step; the lr schedule still runs to --steps",
+    "samples_per_scene": "procedural: consecutive samples drawn from one scene (more data per CPU second)",
     "precision": "auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32",
     "export_dtype": "dtype of the exported final model: float32 | bfloat16 | float16",
 }

@@ -102,7 +102,9 @@ class TrainConfig(JsonConfig):
     ``width``; ``num_context`` input views and ``num_target`` supervision views per scene;
     ``context_gap`` (min, max) frames between the outer context views (None: the source's default),
     optionally warming up from ``initial_context_gap`` over ``gap_warmup_steps``; ``train_scenes``:
-    number of distinct procedural training scenes (None: 10⁶); ``supervise_context`` also renders
+    number of distinct procedural training scenes (None: 10⁶); ``samples_per_scene`` consecutive
+    samples draw different views of one procedural scene (more data per CPU second on a GPU, see
+    :class:`ilrm.training.data.ProceduralTrainSet`); ``supervise_context`` also renders
     the context views into the loss.
     Batch: ``batch_size`` scenes per process per micro-batch, ``grad_accum`` micro-batches per step
     (global batch = batch_size · grad_accum · world size).
@@ -115,7 +117,9 @@ class TrainConfig(JsonConfig):
     ``eval_num_target`` targets; ``seed``; ``num_workers`` data-loader workers per process;
     ``data_device`` where procedural scenes are ray-cast ("auto": the training device; with workers
     on an accelerator, workers build the scenes and the main process ray-casts them); ``device`` ("auto", "cpu", "cuda"); ``out_dir``; ``time_limit_s``:
-    stop cleanly (checkpoint, no export) before this many seconds of this invocation;
+    stop cleanly (checkpoint, no export) before this many seconds of this invocation; ``stop_after``:
+    stop the same way once this step is done (the schedule still runs to ``steps``: a run cut into
+    segments of known length, or compared with another over its first steps);
     ``export_dtype`` of the final model ("float32", "bfloat16", "float16").
     """
 
@@ -130,6 +134,7 @@ class TrainConfig(JsonConfig):
     initial_context_gap: tuple[int, int] | None = None
     gap_warmup_steps: int = 0
     train_scenes: int | None = None
+    samples_per_scene: int = 1
     supervise_context: bool = False
     batch_size: int = 4
     grad_accum: int = 1
@@ -155,6 +160,7 @@ class TrainConfig(JsonConfig):
     device: str = "auto"
     out_dir: str = "runs/train"
     time_limit_s: float | None = None
+    stop_after: int | None = None
     export_dtype: str = "float32"
 
     def __post_init__(self) -> None:
@@ -165,7 +171,7 @@ class TrainConfig(JsonConfig):
                 object.__setattr__(self, name, tuple(v))
         object.__setattr__(self, "model_overrides", dict(self.model_overrides))
         parse_data_source(self.data)
-        for name in ("height", "width", "num_context", "batch_size", "grad_accum", "steps", "log_every"):
+        for name in ("height", "width", "num_context", "batch_size", "grad_accum", "steps", "log_every", "samples_per_scene"):
             if getattr(self, name) < 1:
                 raise ILRMInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("num_target", "warmup_steps", "gap_warmup_steps", "checkpoint_every", "eval_every", "num_workers"):
@@ -185,6 +191,8 @@ class TrainConfig(JsonConfig):
             raise ILRMInputError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if self.train_scenes is not None and self.train_scenes < 1:
             raise ILRMInputError(f"train_scenes must be >= 1, got {self.train_scenes}")
+        if self.stop_after is not None and self.stop_after < 1:
+            raise ILRMInputError(f"stop_after must be >= 1, got {self.stop_after}")
         if self.time_limit_s is not None and self.time_limit_s <= 0:
             raise ILRMInputError(f"time_limit_s must be > 0, got {self.time_limit_s}")
         try:
@@ -246,7 +254,7 @@ class StepStats:
 class TrainResult:
     """What :func:`train` did. ``history``: one dict per step (step, loss, mse, psnr, grad_norm, lr),
     values averaged over ranks; ``evals``: the eval records; ``stopped``: None when all ``steps`` ran,
-    else "time_limit", "SIGTERM" or "SIGINT"; ``checkpoint``: the last checkpoint written;
+    else "time_limit", "stop_after", "SIGTERM" or "SIGINT"; ``checkpoint``: the last checkpoint written;
     ``final_model``: the exported model folder (finished runs only)."""
 
     out_dir: Path
@@ -517,6 +525,7 @@ def _train(cfg: TrainConfig, dist: DistInfo, resume: str | Path | None, progress
         initial_gap=cfg.initial_context_gap,
         gap_warmup_steps=cfg.gap_warmup_steps,
         data_device=data_device,
+        samples_per_scene=cfg.samples_per_scene,
     )
     evals_data = None
     if cfg.eval_every > 0 and cfg.eval_scenes > 0:
@@ -573,6 +582,8 @@ def _train(cfg: TrainConfig, dist: DistInfo, resume: str | Path | None, progress
                     cfg.time_limit_s is not None and (time.perf_counter() - t_begin) + last_step_time > cfg.time_limit_s
                 )
                 stop_reason = flag.reason or ("time_limit" if over_time else None)
+                if stop_reason is None and cfg.stop_after is not None and step >= cfg.stop_after and step < cfg.steps:
+                    stop_reason = "stop_after"
                 stop = any_rank(dist, stop_reason is not None)
                 if stop and stop_reason is None:
                     stop_reason = "peer"

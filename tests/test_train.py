@@ -219,6 +219,10 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert first.stopped == "time_limit" and first.step == 1 and not first.finished and first.final_model is None
     assert latest_checkpoint(tmp_path / "b").name == "checkpoint-00000001"
     assert first.history[0]["loss"] == full.history[0]["loss"]
+    # stop_after cuts a run at a step without changing its schedule.
+    cut = train(small_config(tmp_path, out_dir=str(tmp_path / "c"), stop_after=1), progress=False)
+    assert cut.stopped == "stop_after" and cut.step == 1 and cut.final_model is None
+    assert cut.history[0]["lr"] == full.history[0]["lr"] and cut.history[0]["loss"] == full.history[0]["loss"]
     second = train(cfg_b, resume="auto", progress=False)
     assert second.start_step == 1 and second.finished
     assert abs(second.history[0]["loss"] - full.history[1]["loss"]) <= 1e-6 * full.history[1]["loss"]
@@ -353,8 +357,10 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
     assert all(torch.allclose(wa[k], wb[k], atol=1e-4) for k in wa)
 
 
-def test_deferred_procedural_stream_matches_direct_rendering():
-    # workers build ViewPlans, the main process ray-casts them: same examples as rendering in place
+@pytest.mark.parametrize("per_scene", [1, 2])
+def test_deferred_procedural_stream_matches_direct_rendering(per_scene):
+    # workers build ViewPlans, the main process ray-casts them (a scene's plans in one call when
+    # several samples share it): same examples as rendering each sample in place
     from torch.utils.data import DataLoader
 
     from ilrm.data.procedural import ProceduralConfig, ProceduralScenes
@@ -363,8 +369,11 @@ def test_deferred_procedural_stream_matches_direct_rendering():
     cfg = ProceduralConfig(height=32, width=32, num_context=2, num_target=1)
     layout = SampleLayout(batch_size=2)
     scenes = ProceduralScenes(cfg, "train", num_scenes=5)
-    direct = ProceduralTrainSet(scenes, layout)
-    deferred = ProceduralTrainSet(scenes, layout, deferred=True)
+    direct = ProceduralTrainSet(scenes, layout, samples_per_scene=per_scene)
+    deferred = ProceduralTrainSet(scenes, layout, deferred=True, samples_per_scene=per_scene)
+    if per_scene > 1:  # both samples of a batch come from one scene, with different views
+        a, b = direct[0], direct[1]
+        assert a.scene_id == b.scene_id and not torch.equal(a.context.c2w, b.context.c2w)
     loader = DataLoader(deferred, batch_sampler=StepBatchSampler(layout, 0, 2), num_workers=1, collate_fn=list)
     stream = TrainStream(loader, render=(cfg, "cpu"))
     for step in range(2):

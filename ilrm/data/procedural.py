@@ -749,15 +749,40 @@ def plan_example(
     *,
     context_gap: tuple[int, int] | None = None,
     view_stream: int = 0,
+    scene: ProceduralScene | None = None,
 ) -> ViewPlan:
     """Scene ``seed`` and its context/target frames (``context_gap`` overrides the config's, e.g. for
-    a warm-up schedule; ``view_stream`` picks another random choice of views, e.g. the epoch)."""
+    a warm-up schedule; ``view_stream`` picks another random choice of views, e.g. the epoch).
+    ``scene``: the already built ``make_scene(seed, config)``, to draw several view sets from one
+    scene without building it again."""
     cfg = config or ProceduralConfig()
-    scene = make_scene(seed, cfg)
+    if scene is None:
+        scene = make_scene(seed, cfg)
+    elif scene.seed != seed:
+        raise ValueError(f"scene {scene.seed} given for seed {seed}")
     rng = np.random.RandomState([seed, _STREAM_VIEWS, view_stream])
     gap = tuple(context_gap) if context_gap is not None else cfg.context_gap
     ctx, tgt = sample_view_indices(scene.num_frames, cfg.num_context, cfg.num_target, gap, cfg.target_placement, rng)
     return ViewPlan(scene, ctx, tgt)
+
+
+def _plan_to_example(
+    plan: ViewPlan, images: Tensor, depth: Tensor, K: Tensor, with_depth: bool
+) -> Example | tuple[Example, Tensor, Tensor]:
+    """Assemble an Example from the rendered frames ``plan.context + plan.target`` (in that order)."""
+    scene, ctx, tgt = plan.scene, plan.context, plan.target
+    c2w = scene.c2w[ctx + tgt]
+    nc = len(ctx)
+    c_c2w, t_c2w, transform = normalize_poses(c2w[:nc], c2w[nc:])
+    scale = transform[0, :3].norm()  # the transform is scale × rotation on its 3×3 block
+    dev = images.device
+    context = Views(images[None, :nc], K[None, :nc].to(dev), c_c2w[None].float().to(dev))
+    target = Views(images[None, nc:], K[None, nc:].to(dev), t_c2w[None].float().to(dev))
+    example = Example(context, target, scene_id(scene.seed))
+    if with_depth:
+        depth = depth * scale.to(dev, torch.float32)
+        return example, depth[None, :nc], depth[None, nc:]
+    return example
 
 
 def render_plan(
@@ -774,29 +799,40 @@ def render_plan(
     also returns the context and target z-depths, (1, Vc, H, W) and (1, Vt, H, W), in those units.
     """
     cfg = config or ProceduralConfig()
-    scene, ctx, tgt = plan.scene, plan.context, plan.target
-    idx = ctx + tgt
-    c2w = scene.c2w[idx]
-    K = scene.intrinsics(cfg.height, cfg.width).expand(len(idx), 3, 3).contiguous()
-    images, depth = render_scene(scene, K, c2w, cfg.height, cfg.width, device=device, supersample=cfg.supersample)
-    nc = len(ctx)
-    c_c2w, t_c2w, transform = normalize_poses(c2w[:nc], c2w[nc:])
-    scale = transform[0, :3].norm()  # the transform is scale × rotation on its 3×3 block
-    dev = images.device
-    context = Views(images[None, :nc], K[None, :nc].to(dev), c_c2w[None].float().to(dev))
-    target = Views(images[None, nc:], K[None, nc:].to(dev), t_c2w[None].float().to(dev))
-    example = Example(context, target, scene_id(scene.seed))
-    if with_depth:
-        depth = depth * scale.to(dev, torch.float32)
-        return example, depth[None, :nc], depth[None, nc:]
-    return example
+    idx = plan.context + plan.target
+    K = plan.scene.intrinsics(cfg.height, cfg.width).expand(len(idx), 3, 3).contiguous()
+    images, depth = render_scene(
+        plan.scene, K, plan.scene.c2w[idx], cfg.height, cfg.width, device=device, supersample=cfg.supersample
+    )
+    return _plan_to_example(plan, images, depth, K, with_depth)
 
 
 def render_plans(
     plans: list[ViewPlan], config: ProceduralConfig | None = None, *, device: torch.device | str = "cpu"
 ) -> Example:
-    """Render several plans and stack them into one batch (see :func:`ilrm.data.example.collate`)."""
-    return collate([render_plan(p, config, device=device) for p in plans])
+    """Render several plans and stack them into one batch (see :func:`ilrm.data.example.collate`).
+
+    Plans that share a scene object (several view sets drawn from one scene) are ray-cast in one call
+    over the union of their frames: fewer, larger GPU launches. Every ray is independent of the
+    others, so the result equals rendering each plan on its own.
+    """
+    cfg = config or ProceduralConfig()
+    groups: dict[int, list[int]] = {}
+    for i, p in enumerate(plans):
+        groups.setdefault(id(p.scene), []).append(i)
+    examples: list[Example | None] = [None] * len(plans)
+    for members in groups.values():
+        scene = plans[members[0]].scene
+        frames = sorted({f for i in members for f in plans[i].context + plans[i].target})
+        K = scene.intrinsics(cfg.height, cfg.width).expand(len(frames), 3, 3).contiguous()
+        images, depth = render_scene(
+            scene, K, scene.c2w[frames], cfg.height, cfg.width, device=device, supersample=cfg.supersample
+        )
+        row = {f: j for j, f in enumerate(frames)}
+        for i in members:
+            sel = torch.tensor([row[f] for f in plans[i].context + plans[i].target], device=images.device)
+            examples[i] = _plan_to_example(plans[i], images[sel], depth[sel], K[sel.cpu()], False)
+    return collate(examples)
 
 
 def make_example(

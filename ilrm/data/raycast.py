@@ -367,13 +367,14 @@ def render_views(
     *,
     device: torch.device | str | None = None,
     supersample: int = 1,
-    chunk_elements: int = 1 << 22,
+    chunk_elements: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Ray-cast V views of a room.
 
     K: (V, 3, 3) or (3, 3) pixel intrinsics; c2w: (V, 4, 4) OpenCV camera-to-world.
     device: where to compute (default: c2w's device). supersample: s casts s×s rays per pixel and
-    box-filters them (antialiased edges; cost ∝ s²). chunk_elements bounds rays × primitives per chunk.
+    box-filters them (antialiased edges; cost ∝ s²). chunk_elements bounds rays × primitives per chunk
+    (default 2²² on the CPU, 2²⁶ on an accelerator, where launches rather than memory set the cost).
     Returns images (V, 3, H, W) in [0, 1] and z-depth (V, H, W) in world units (OpenCV: distance
     along the camera's z axis; the mean over sub-samples when supersampling), both float32 on device.
     """
@@ -395,6 +396,8 @@ def render_views(
     tex = geom.textures.float() / 255.0 if geom.textures.dtype == torch.uint8 else geom.textures.float()
     atlases = build_mip_atlas(tex)
     n = o.shape[0]
+    if chunk_elements is None:
+        chunk_elements = 1 << (22 if device.type == "cpu" else 26)
     step = max(1024, chunk_elements // geom.num_primitives)
     rgb = torch.empty(n, 3, device=device)
     t = torch.empty(n, device=device)

@@ -12,9 +12,11 @@ micro-batches and batch slots, so one process with batch 2 sees what 2 ranks wit
 
 Sources (``TrainConfig.data``):
 
-- ``"procedural"``: sample ``g`` is training scene ``g mod num_scenes`` with view draw ``g div
-  num_scenes`` (:func:`ilrm.data.procedural.make_example`); nothing is kept between samples, so
-  workers, ranks and resumed runs agree without pickling iterators.
+- ``"procedural"``: with ``k`` samples per scene, sample ``g`` is training scene ``(g div k) mod
+  num_scenes`` with view draw ``((g div k) div num_scenes) · k + g mod k``
+  (:func:`ilrm.data.procedural.make_example`); for ``k = 1`` scene ``g mod num_scenes``, draw ``g div
+  num_scenes``. Samples are a pure function of ``g`` (only the last built scene is cached, which
+  changes no result), so workers, ranks and resumed runs agree without pickling iterators.
 - ``"re10k:<root>"``: :class:`ilrm.data.re10k.RE10KChunks` over ``<root>/train`` with the bounded
   sampler (context gap warm-up driven by the training step), chunks sharded by rank; the shuffle seed
   mixes the run seed with the start step, so a resumed run is deterministic but draws a fresh order.
@@ -36,7 +38,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..data.example import Example, collate
-from ..data.procedural import ProceduralConfig, ProceduralScenes, plan_example, render_plan, render_plans
+from ..data.procedural import (
+    ProceduralConfig,
+    ProceduralScene,
+    ProceduralScenes,
+    make_scene,
+    plan_example,
+    render_plan,
+    render_plans,
+)
 from ..data.sampling import BoundedSampler, linear_schedule
 from ..errors import ILRMInputError
 
@@ -114,9 +124,12 @@ def gap_at(step: int, final: tuple[int, int], initial: tuple[int, int] | None, w
 class ProceduralTrainSet(Dataset):
     """Map-style dataset over global sample numbers: item ``g`` is an :class:`Example` (batch 1).
 
-    scenes: the training split (:class:`ProceduralScenes`); ``g mod len(scenes)`` picks the scene,
-    ``g div len(scenes)`` the view draw. With ``initial_gap`` the context gap warms up with the step
-    of sample ``g`` (``layout.step_of``).
+    scenes: the training split (:class:`ProceduralScenes`). ``samples_per_scene`` = k consecutive
+    samples draw different views of one scene (see the module docstring): building a scene costs
+    ~0.1 s of CPU while ray-casting views of it on a GPU is cheap, so k > 1 multiplies the data rate
+    (and lets :func:`render_plans` ray-cast a scene's views in one call) at some loss of scene variety
+    per batch. With ``initial_gap`` the context gap warms up with the step of sample ``g``
+    (``layout.step_of``).
     """
 
     def __init__(
@@ -128,10 +141,14 @@ class ProceduralTrainSet(Dataset):
         gap_warmup_steps: int = 0,
         device: torch.device | str = "cpu",
         deferred: bool = False,
+        samples_per_scene: int = 1,
     ) -> None:
         if len(scenes) == 0:
             raise ILRMInputError("the procedural training split is empty (train_scenes must be >= 1)")
-        self.scenes, self.layout = scenes, layout
+        if samples_per_scene < 1:
+            raise ILRMInputError(f"samples_per_scene must be >= 1, got {samples_per_scene}")
+        self.scenes, self.layout, self.per_scene = scenes, layout, samples_per_scene
+        self._last: ProceduralScene | None = None
         self.initial_gap, self.gap_warmup_steps = initial_gap, gap_warmup_steps
         self.device, self.deferred = device, deferred
 
@@ -139,10 +156,13 @@ class ProceduralTrainSet(Dataset):
         return 2**62
 
     def __getitem__(self, g: int) -> Example:
-        n = len(self.scenes)
+        n, k = len(self.scenes), self.per_scene
         cfg = self.scenes.config
         gap = gap_at(self.layout.step_of(g), cfg.context_gap, self.initial_gap, self.gap_warmup_steps)
-        plan = plan_example(self.scenes.seed(g % n), cfg, context_gap=gap, view_stream=g // n)
+        seed = self.scenes.seed((g // k) % n)
+        if self._last is None or self._last.seed != seed:
+            self._last = make_scene(seed, cfg)
+        plan = plan_example(seed, cfg, context_gap=gap, view_stream=(g // k) // n * k + g % k, scene=self._last)
         return plan if self.deferred else render_plan(plan, cfg, device=self.device)
 
 
@@ -183,6 +203,8 @@ def _quiet_worker(_: int) -> None:
     # Ctrl-C reaches the whole process group; the main process turns it into a clean stop and
     # a checkpoint, so workers must not die of it first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Many workers × torch's default one thread per core would oversubscribe the CPUs.
+    torch.set_num_threads(1)
 
 
 class TrainStream:
@@ -234,11 +256,13 @@ def build_train_stream(
     initial_gap: tuple[int, int] | None = None,
     gap_warmup_steps: int = 0,
     data_device: torch.device | str = "cpu",
+    samples_per_scene: int = 1,
 ) -> TrainStream:
     """The micro-batch stream of this rank for steps ``[start_step, end_step)``.
 
     procedural: image size, view counts and (final) context gap; also used by RE10K/DL3DV for
     height/width, num_context, num_target and context_gap. Workers (``num_workers > 0``) prefetch.
+    samples_per_scene: procedural only (see :class:`ProceduralTrainSet`).
     """
     kind, root = parse_data_source(data)
     # A private generator: creating the loader must not draw from the global torch RNG (whose state
@@ -275,6 +299,7 @@ def build_train_stream(
             gap_warmup_steps=gap_warmup_steps,
             device=data_device,
             deferred=deferred,
+            samples_per_scene=samples_per_scene,
         )
         if deferred:
             common["collate_fn"] = list
