@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--benchmark", default="procedural-2v")
     p.add_argument("--gpus", type=int, default=2)
     p.add_argument("--extra", default="", help="more `eval run` flags, e.g. '--limit 20 --refine-steps 50'")
+    p.add_argument("--repeat-single", action="store_true",
+                   help="run the single-GPU evaluation twice and report their differences too (run-to-run "
+                        "noise of non-deterministic GPU kernels, e.g. refinement's backward pass)")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     args = ["--benchmark", a.benchmark, "--model", a.model, *shlex.split(a.extra)]
@@ -66,6 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         ms = json.loads((a.work / "single" / "summary.json").read_text())["metrics"]
         md = json.loads((a.work / "sharded" / "summary.json").read_text())["metrics"]
         report["summary_single"], report["summary_sharded"] = ms, md
+    if a.repeat_single and rc1 == 0:
+        rc2, t2 = run_eval(1, args, a.work / "single_again", a.out / "eval_single_again.log")
+        report["single_again"] = {"rc": rc2, "wall_s": round(t2, 1)}
+        if rc2 == 0:
+            s = pd.read_csv(a.work / "single" / "per_scene.csv").set_index("scene")
+            r = pd.read_csv(a.work / "single_again" / "per_scene.csv").set_index("scene")
+            report["single_vs_single_max_abs_diff"] = {
+                m: float((s[m] - r.loc[s.index, m]).abs().max()) for m in METRICS if m in s and m in r
+            }
     (a.out / "sharded_eval_check.json").write_text(json.dumps(report, indent=1, default=str))
     print(json.dumps(report, indent=1, default=str))
     return 0 if rc1 == 0 and rcn == 0 else 1

@@ -359,10 +359,10 @@ def _json_default(x: Any) -> Any:
 def git_state(root: Path = REPO_ROOT) -> dict[str, Any]:
     """Commit sha and whether the working tree has changes (None when not a git checkout).
 
-    A copy without ``.git`` (e.g. a tree shipped to a GPU machine) can name its commit in the
-    environment variable ``ILRM_GIT_COMMIT``.
+    A copy of the tree (e.g. one shipped to a GPU machine, whose ``.git`` may be missing or stale)
+    names its commit in the environment variable ``ILRM_GIT_COMMIT``, which wins over git.
     """
-    if not (root / ".git").exists() and os.environ.get("ILRM_GIT_COMMIT"):
+    if os.environ.get("ILRM_GIT_COMMIT"):
         return {"commit": os.environ["ILRM_GIT_COMMIT"], "dirty": None}
     try:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
