@@ -41,6 +41,10 @@ class ILRMConfig(JsonConfig):
     depth_max: float = 500.0  # depth = sigmoid(mean xyz) * depth_max
     scale_shift: float = -6.9  # scale = exp(min(s + scale_shift, scale_log_max))
     scale_log_max: float = -1.2
+    # "hard": exp(min(s + scale_shift, scale_log_max)), as the authors' weights expect; a scale at the cap
+    # gets no gradient and cannot shrink again. "soft": the cap as a softplus (same values far below
+    # it, a gradient everywhere), for training from scratch.
+    scale_clamp: str = "hard"
     opacity_shift: float = -2.0  # opacity = sigmoid(a + opacity_shift)
     # rendering and data conventions the weights were trained with
     near: float = 0.01
@@ -64,6 +68,8 @@ class ILRMConfig(JsonConfig):
                 raise ValueError(f"{name} must be distinct names from {FEATURES}, got {feats}")
         if "rgb" not in self.image_features:
             raise ValueError("image_features must include 'rgb'")
+        if self.scale_clamp not in ("hard", "soft"):
+            raise ValueError(f"scale_clamp must be 'hard' or 'soft', got {self.scale_clamp!r}")
         if "rgb" in self.viewpoint_features:
             raise ValueError("viewpoint_features are rays only; remove 'rgb'")
         if self.width % self.head_dim:

@@ -136,19 +136,26 @@ def decode_gaussians(
     scale_shift: float,
     scale_log_max: float,
     opacity_shift: float,
+    scale_clamp: str = "hard",
 ) -> Gaussians:
     """Turn per-Gaussian head channels into activated Gaussians.
 
     raw: (B, N, C) with channels [xyz(3), sh(3K), scale(3), rot(4), opacity(1)] (offset already consumed);
     origins / directions: (B, N, 3) the ray of each Gaussian (unit directions).
-    Means lie on the ray at depth ``sigmoid(mean(xyz)) * depth_max``.
+    Means lie on the ray at depth ``sigmoid(mean(xyz)) * depth_max``. ``scale_clamp`` "hard" caps the
+    log-scale with ``min`` (zero gradient at the cap), "soft" with ``cap - softplus(cap - x)``.
     """
     k = 3 * sh_coeffs
     xyz, sh, scale, rot, opa = raw.split([3, k, 3, 4, 1], dim=-1)
     xyz, scale, rot, opa = xyz.float(), scale.float(), rot.float(), opa.float()
     depth = torch.sigmoid(xyz.mean(-1, keepdim=True)) * depth_max
     means = origins.float() + depth * directions.float()
-    scales = torch.exp(torch.clamp_max(scale + scale_shift, scale_log_max))
+    log_scale = scale + scale_shift
+    if scale_clamp == "soft":
+        log_scale = scale_log_max - F.softplus(scale_log_max - log_scale)
+    else:
+        log_scale = torch.clamp_max(log_scale, scale_log_max)
+    scales = torch.exp(log_scale)
     quats = F.normalize(rot, dim=-1)
     opacities = torch.sigmoid(opa + opacity_shift).squeeze(-1)
     # channel order in the head is (coefficient, rgb) → (K, 3)

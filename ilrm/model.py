@@ -87,6 +87,7 @@ class GaussianLRM(nn.Module):
             scale_shift=cfg.scale_shift,
             scale_log_max=cfg.scale_log_max,
             opacity_shift=cfg.opacity_shift,
+            scale_clamp=cfg.scale_clamp,
         )
 
     def process(self, views: Views, image_tokens: Tensor) -> Tensor:

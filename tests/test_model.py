@@ -92,6 +92,27 @@ def test_decoding_formulas():
     assert torch.allclose(g.quats, torch.nn.functional.normalize(raw[..., 9:13], dim=-1))
 
 
+def test_soft_scale_clamp_keeps_a_gradient_at_the_cap():
+    # The hard cap (the authors' formula) gives a saturated scale no gradient, so it can never shrink;
+    # the soft cap agrees far below the cap, stays below it, and passes a gradient everywhere.
+    raw = torch.zeros(1, 3, 14)
+    raw[0, :, 6:9] = torch.tensor([-3.0, 5.7, 12.0])[:, None]  # log-scale -9.9 (far below), -1.2 (at), 5.1 (above)
+    o, d = torch.zeros(1, 3, 3), torch.tensor([[[0.0, 0.0, 1.0]] * 3])
+    kw = dict(sh_coeffs=1, depth_max=500.0, scale_shift=-6.9, scale_log_max=-1.2, opacity_shift=-2.0)
+    grads = {}
+    for mode in ("hard", "soft"):
+        r = raw.clone().requires_grad_(True)
+        g = decode_gaussians(r, o, d, scale_clamp=mode, **kw)
+        g.scales.sum().backward()
+        grads[mode] = r.grad[0, :, 6]
+        if mode == "soft":
+            assert (g.scales <= math.exp(-1.2)).all()
+            assert torch.allclose(g.scales[0, 0], torch.full((3,), math.exp(-9.9)), rtol=1e-3)
+    assert grads["hard"][2] == 0 and grads["soft"][2] > 0
+    with pytest.raises(ValueError, match="scale_clamp"):
+        ILRMConfig.preset("tiny").replace(scale_clamp="sometimes")
+
+
 def test_offset_moves_ray_within_half_pixel():
     """Wide head: the Gaussian's ray passes through the grid-pixel centre shifted by sigmoid(offset) − 0.5."""
     model = ILRM(ILRMConfig.preset("tiny")).eval()
