@@ -12,6 +12,12 @@ from .jsonconfig import JsonConfig
 #   "rgb": 2·rgb − 1,  "o": ray origin (camera centre),  "d": unit ray direction,  "m": Plücker moment o × d
 FEATURES = ("rgb", "o", "d", "m")
 ARCHITECTURES = ("ilrm", "full-attention")
+_CHOICES = {
+    "scale_clamp": ("hard", "soft"),
+    "depth_mode": ("sigmoid", "disparity"),
+    "scale_mode": ("absolute", "footprint"),
+    "color_init": ("zero", "image"),
+}
 
 
 @dataclass(frozen=True)
@@ -35,17 +41,31 @@ class ILRMConfig(JsonConfig):
     viewpoint_features: tuple[str, ...] = ("m", "d")
     viewpoint_factor: int = 1  # viewpoint tokens live on an (H/f, W/f) ray grid
     uplift_factor: int = 1  # queries per viewpoint token in the read (cross-attention) blocks
-    # Gaussian head / decoding
+    # Gaussian head / decoding. The defaults are the authors' formulas (their weights need them);
+    # DECODING_FROM_SCRATCH below is what our own models train with. See ilrm.gaussians.decode_gaussians.
     sh_degree: int = 0
     head_offset: bool = False  # predict a sub-pixel ray offset (2 channels first)
-    depth_max: float = 500.0  # depth = sigmoid(mean xyz) * depth_max
-    scale_shift: float = -6.9  # scale = exp(min(s + scale_shift, scale_log_max))
+    # "sigmoid": depth = sigmoid(x) * depth_max (authors); "disparity": 1/depth is sigmoid(x + depth_bias)
+    # between 1/depth_near and 1/depth_far, so depths start near the cameras, not at depth_max / 2.
+    # x is the mean of the 3 "xyz" head channels.
+    depth_mode: str = "sigmoid"
+    depth_max: float = 500.0
+    depth_near: float = 0.2
+    depth_far: float = 200.0
+    depth_bias: float = 0.0
+    # "absolute": log-scale s + scale_shift in world units (authors); "footprint": in units of the
+    # pixel footprint depth / focal at the Gaussian's depth on the Gaussian grid (scale-free scenes).
+    scale_mode: str = "absolute"
+    scale_shift: float = -6.9
     scale_log_max: float = -1.2
     # "hard": exp(min(s + scale_shift, scale_log_max)), as the authors' weights expect; a scale at the cap
     # gets no gradient and cannot shrink again. "soft": the cap as a softplus (same values far below
     # it, a gradient everywhere), for training from scratch.
     scale_clamp: str = "hard"
     opacity_shift: float = -2.0  # opacity = sigmoid(a + opacity_shift)
+    # "zero": colour = SH DC from the head alone (authors); "image": the head predicts a residual on
+    # the input pixel's colour (averaged over the Gaussian's grid cell), so training starts from the photo.
+    color_init: str = "zero"
     # rendering and data conventions the weights were trained with
     near: float = 0.01
     far: float = 500.0
@@ -68,8 +88,11 @@ class ILRMConfig(JsonConfig):
                 raise ValueError(f"{name} must be distinct names from {FEATURES}, got {feats}")
         if "rgb" not in self.image_features:
             raise ValueError("image_features must include 'rgb'")
-        if self.scale_clamp not in ("hard", "soft"):
-            raise ValueError(f"scale_clamp must be 'hard' or 'soft', got {self.scale_clamp!r}")
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not 0 < self.depth_near < self.depth_far:
+            raise ValueError(f"need 0 < depth_near < depth_far, got {self.depth_near}, {self.depth_far}")
         if "rgb" in self.viewpoint_features:
             raise ValueError("viewpoint_features are rays only; remove 'rgb'")
         if self.width % self.head_dim:
@@ -142,12 +165,32 @@ _WIDE = dict(
     num_views=32,
 )
 
+# Decoding for models trained from scratch on normalised scenes (largest context camera coordinate
+# = 1): depths start about 3.5 units out inside [0.2, 200], scales at one grid-pixel footprint with
+# a soft cap at e^4 footprints. Values from the ablation in docs/results/decoding.md.
+DECODING_FROM_SCRATCH: dict[str, Any] = dict(
+    depth_mode="disparity",
+    depth_near=0.2,
+    depth_far=200.0,
+    depth_bias=-2.8,
+    scale_mode="footprint",
+    scale_shift=0.0,
+    scale_log_max=4.0,
+    scale_clamp="soft",
+    opacity_shift=-2.0,
+    color_init="zero",
+)
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The released RE10K weights were trained with the scale-before-recentre quirk (SPEC).
     "re10k": dict(pose_scale_before_recentre=True),
     "dl3dv-wide": dict(_WIDE),
-    # Same structure as dl3dv-wide, small enough for CPU inference and quick training.
-    "tiny": dict(_WIDE, width=256, depth=8, image_height=256, image_width=256, num_views=2, far=500.0),
+    # Same structure as dl3dv-wide, small enough for CPU inference and quick training from scratch.
+    "tiny": dict(_WIDE, **DECODING_FROM_SCRATCH, width=256, depth=8, image_height=256, image_width=256,
+                 num_views=2, far=500.0),
+    # Between tiny and the released models: 16.7 M parameters, 33.5 MB in bf16 (the repository allows 40 MB).
+    "small": dict(_WIDE, **DECODING_FROM_SCRATCH, width=320, depth=12, image_height=256, image_width=256,
+                  num_views=2, far=500.0),
 }
 
 

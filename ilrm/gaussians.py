@@ -126,6 +126,19 @@ def rotmat_to_quat(R: Tensor) -> Tensor:
     return torch.where(q[..., :1] < 0, -q, q)
 
 
+def decode_depth(x: Tensor, *, mode: str, depth_max: float, near: float, far: float, bias: float) -> Tensor:
+    """Distance along the (unit) ray from the raw depth channel ``x`` (any shape, fp32).
+
+    "sigmoid": ``sigmoid(x) · depth_max`` (the authors'; starts at depth_max / 2).
+    "disparity": ``1 / (sigmoid(x + bias) · (1/near − 1/far) + 1/far)``, inside (near, far): uniform
+    steps in x are uniform in disparity, which matches how parallax constrains depth.
+    """
+    if mode == "sigmoid":
+        return torch.sigmoid(x) * depth_max
+    disparity = torch.sigmoid(x + bias) * (1.0 / near - 1.0 / far) + 1.0 / far
+    return 1.0 / disparity
+
+
 def decode_gaussians(
     raw: Tensor,
     origins: Tensor,
@@ -137,18 +150,30 @@ def decode_gaussians(
     scale_log_max: float,
     opacity_shift: float,
     scale_clamp: str = "hard",
+    depth_mode: str = "sigmoid",
+    depth_near: float = 0.2,
+    depth_far: float = 200.0,
+    depth_bias: float = 0.0,
+    scale_mode: str = "absolute",
+    focal: Tensor | None = None,
+    base_rgb: Tensor | None = None,
 ) -> Gaussians:
     """Turn per-Gaussian head channels into activated Gaussians.
 
     raw: (B, N, C) with channels [xyz(3), sh(3K), scale(3), rot(4), opacity(1)] (offset already consumed);
     origins / directions: (B, N, 3) the ray of each Gaussian (unit directions).
-    Means lie on the ray at depth ``sigmoid(mean(xyz)) * depth_max``. ``scale_clamp`` "hard" caps the
-    log-scale with ``min`` (zero gradient at the cap), "soft" with ``cap - softplus(cap - x)``.
+    Means lie on the ray at the depth :func:`decode_depth` gives for ``mean(xyz)``. The log-scale is
+    ``s + scale_shift``, capped at ``scale_log_max`` ("hard": ``min``, zero gradient at the cap;
+    "soft": ``cap − softplus(cap − x)``), in world units (``scale_mode`` "absolute") or in pixel
+    footprints ``depth / focal`` ("footprint"; ``focal``: (B, N) or (B, 1) pixels on the Gaussian grid).
+    base_rgb: (B, N, 3) in [0, 1] or None: the DC colour is a residual on it (``color_init`` "image").
     """
     k = 3 * sh_coeffs
     xyz, sh, scale, rot, opa = raw.split([3, k, 3, 4, 1], dim=-1)
     xyz, scale, rot, opa = xyz.float(), scale.float(), rot.float(), opa.float()
-    depth = torch.sigmoid(xyz.mean(-1, keepdim=True)) * depth_max
+    depth = decode_depth(
+        xyz.mean(-1, keepdim=True), mode=depth_mode, depth_max=depth_max, near=depth_near, far=depth_far, bias=depth_bias
+    )
     means = origins.float() + depth * directions.float()
     log_scale = scale + scale_shift
     if scale_clamp == "soft":
@@ -156,10 +181,17 @@ def decode_gaussians(
     else:
         log_scale = torch.clamp_max(log_scale, scale_log_max)
     scales = torch.exp(log_scale)
+    if scale_mode == "footprint":
+        if focal is None:
+            raise ValueError("scale_mode 'footprint' needs the focal length on the Gaussian grid")
+        scales = scales * (depth / focal.float().reshape(focal.shape[0], -1, 1))
     quats = F.normalize(rot, dim=-1)
     opacities = torch.sigmoid(opa + opacity_shift).squeeze(-1)
     # channel order in the head is (coefficient, rgb) → (K, 3)
     sh = sh.float().reshape(*sh.shape[:-1], sh_coeffs, 3)
+    if base_rgb is not None:
+        dc = sh[..., 0, :] + (base_rgb.float() - 0.5) / SH_C0
+        sh = torch.cat([dc[..., None, :], sh[..., 1:, :]], dim=-2)
     return Gaussians(means=means, quats=quats, scales=scales, opacities=opacities, sh=sh)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
@@ -78,6 +79,13 @@ class GaussianLRM(nn.Module):
             raw = raw[..., 2:]
         K = scale_intrinsics(views.intrinsics.float(), 1 / g, 1 / g) if g != 1 else views.intrinsics.float()
         o, d = pixel_rays(K, views.c2w.float(), gh, gw, offset=offset)
+        # Footprint of one grid pixel per unit depth, per view: (B, V·gh·gw) after expansion.
+        focal = (K[..., 0, 0] * K[..., 1, 1]).sqrt()[:, :, None].expand(B, V, gh * gw).reshape(B, -1)
+        base_rgb = None
+        if cfg.color_init == "image":
+            img = views.images.float().flatten(0, 1)
+            img = F.avg_pool2d(img, g) if g != 1 else img  # (B·V, 3, gh, gw)
+            base_rgb = img.reshape(B, V, 3, gh * gw).permute(0, 1, 3, 2).reshape(B, -1, 3)
         return decode_gaussians(
             raw.reshape(B, -1, raw.shape[-1]),
             o.reshape(B, -1, 3),
@@ -88,6 +96,13 @@ class GaussianLRM(nn.Module):
             scale_log_max=cfg.scale_log_max,
             opacity_shift=cfg.opacity_shift,
             scale_clamp=cfg.scale_clamp,
+            depth_mode=cfg.depth_mode,
+            depth_near=cfg.depth_near,
+            depth_far=cfg.depth_far,
+            depth_bias=cfg.depth_bias,
+            scale_mode=cfg.scale_mode,
+            focal=focal,
+            base_rgb=base_rgb,
         )
 
     def process(self, views: Views, image_tokens: Tensor) -> Tensor:

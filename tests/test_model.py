@@ -115,7 +115,7 @@ def test_soft_scale_clamp_keeps_a_gradient_at_the_cap():
 
 def test_offset_moves_ray_within_half_pixel():
     """Wide head: the Gaussian's ray passes through the grid-pixel centre shifted by sigmoid(offset) − 0.5."""
-    model = ILRM(ILRMConfig.preset("tiny")).eval()
+    model = ILRM(ILRMConfig.preset("tiny", depth_mode="sigmoid")).eval()
     views = make_views(V=1, H=32, W=32)
     with torch.no_grad():
         model.head.weight.zero_()  # all raw channels 0 → offset 0, depth sigmoid(0)·500
