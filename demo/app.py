@@ -32,11 +32,14 @@ from demo.pipeline import (
     default_video_settings,
     describe_model,
     pick_device,
+    VideoEvent,
     reconstruct_iter,
-    render_fly_through,
+    render_fly_through_steps,
     run_model,
 )
+from ilrm.cameras import Views
 from ilrm.errors import ILRMInputError
+from ilrm.gaussians import Gaussians
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +60,28 @@ def gpu(duration: int) -> Callable:
     return spaces.GPU(duration=duration)
 
 
-# The GPU functions look models up by key (not by argument) so that nothing big is pickled when
-# ZeroGPU runs them in its GPU worker; they return CPU tensors / file paths only.
+# ZeroGPU runs these in a GPU worker process and sends their arguments, and every value they
+# return or yield, through a pickling queue (multiprocessing's ForkingPickler). So they take data
+# only (tensors, numbers, paths; never a callback or a model) and look models up by key; they give
+# back CPU tensors, file paths and small dataclasses. tests/test_app.py pickles exactly what the
+# handler passes.
 _STORES: dict[int, ModelStore] = {}
 
 
 @gpu(duration=60)
-def gpu_forward(store_id: int, key: str, views) -> object:
+def gpu_forward(store_id: int, key: str, views: Views) -> Gaussians:
     """Model forward on the best device; CPU Gaussians out."""
     model, _ = _STORES[store_id].get(key)
     return run_model(model, views)
 
 
 @gpu(duration=120)
-def gpu_video(gaussians, views, path, **kwargs) -> Path:
-    """Fly-through video on the best device (gsplat on CUDA when installed, else our torch rasterizer)."""
-    return render_fly_through(gaussians, views, path, **kwargs)
+def gpu_video(gaussians: Gaussians, views: Views, path: str | Path, **kwargs) -> Iterator[VideoEvent]:
+    """Fly-through video on the best device (gsplat on CUDA when installed, else our torch rasterizer).
+
+    A generator: ZeroGPU streams each :class:`VideoProgress` back while it renders, then the path.
+    """
+    yield from render_fly_through_steps(gaussians, views, path, **kwargs)
 
 
 def _paths(files) -> list[str]:

@@ -26,8 +26,9 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -461,6 +462,83 @@ def default_video_settings(device: torch.device) -> VideoSettings:
     return VideoSettings(90, 30) if device.type == "cuda" else VideoSettings(12, 6)
 
 
+@dataclass(frozen=True)
+class VideoProgress:
+    """One step of the fly-through: ``done`` of ``total`` frames rendered (picklable, unlike a callback)."""
+
+    done: int
+    total: int
+
+
+#: What a video function yields: progress steps, then the path of the finished video.
+VideoEvent = VideoProgress | Path
+
+
+def render_fly_through_steps(
+    gaussians: Gaussians,
+    views: Views,
+    path: str | Path,
+    *,
+    frames: int,
+    fps: int,
+    near: float,
+    far: float,
+    device: str | torch.device | None = None,
+) -> Iterator[VideoEvent]:
+    """Render a fly-through along the input cameras (normalised frame) into an H.264 mp4.
+
+    Yields a :class:`VideoProgress` after each batch of frames, then the video's :class:`Path`.
+    gaussians: (1, N, ...) in the same frame as ``views.c2w`` (1, V, 4, 4). Cameras are ordered by
+    a nearest-neighbour walk, interpolated with a small wobble (:func:`ilrm.camera_paths.fly_through`),
+    rendered at the views' resolution with the first view's intrinsics. A generator (not a progress
+    callback) because on ZeroGPU this runs in a worker process that receives its arguments pickled
+    and streams each yielded value back.
+    """
+    from ilrm.camera_paths import fly_through, order_poses
+    from ilrm.video import iter_render_video
+
+    dev = pick_device(device)
+    c2w = views.c2w[0].double()
+    c2w = c2w[order_poses(c2w)]
+    poses = fly_through(c2w, frames).float()
+    K = views.intrinsics[0, 0].float()
+    steps = iter_render_video(
+        gaussians.to(dev),
+        K,
+        poses,
+        views.height,
+        views.width,
+        path,
+        fps=fps,
+        batch_frames=8 if dev.type == "cuda" else 2,
+        near=near,
+        far=far,
+        backend=render_backend(dev),
+    )
+    for done, total in steps:
+        yield VideoProgress(done, total)
+    yield Path(path)
+
+
+def finish_video(events: Iterable[VideoEvent] | str | Path, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Consume a video function's output: report each :class:`VideoProgress`, return the final path.
+
+    A plain path (a video function that returns rather than yields) is accepted as it is.
+    """
+    if isinstance(events, (str, Path)):
+        return Path(events)
+    final: Path | None = None
+    for event in events:
+        if isinstance(event, VideoProgress):
+            if progress is not None:
+                progress(event.done, event.total)
+        else:
+            final = Path(event)
+    if final is None:
+        raise RuntimeError("the video renderer finished without giving the video's path")
+    return final
+
+
 def render_fly_through(
     gaussians: Gaussians,
     views: Views,
@@ -473,34 +551,9 @@ def render_fly_through(
     device: str | torch.device | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Render a fly-through along the input cameras (normalised frame) into an H.264 mp4.
-
-    gaussians: (1, N, ...) in the same frame as ``views.c2w`` (1, V, 4, 4). Cameras are ordered by
-    a nearest-neighbour walk, interpolated with a small wobble (:func:`ilrm.camera_paths.fly_through`),
-    rendered at the views' resolution with the first view's intrinsics.
-    """
-    from ilrm.camera_paths import fly_through, order_poses
-    from ilrm.video import render_video
-
-    dev = pick_device(device)
-    c2w = views.c2w[0].double()
-    c2w = c2w[order_poses(c2w)]
-    poses = fly_through(c2w, frames).float()
-    K = views.intrinsics[0, 0].float()
-    return render_video(
-        gaussians.to(dev),
-        K,
-        poses,
-        views.height,
-        views.width,
-        path,
-        fps=fps,
-        batch_frames=8 if dev.type == "cuda" else 2,
-        progress=progress,
-        near=near,
-        far=far,
-        backend=render_backend(dev),
-    )
+    """:func:`render_fly_through_steps` run to the end; ``progress(done, total)`` after each batch."""
+    steps = render_fly_through_steps(gaussians, views, path, frames=frames, fps=fps, near=near, far=far, device=device)
+    return finish_video(steps, progress)
 
 
 # ---- the whole pipeline ----------------------------------------------------------------------
@@ -570,7 +623,8 @@ class ReconstructionResult:
 
 
 ForwardFn = Callable[[nn.Module, Views], Gaussians]
-VideoFn = Callable[..., Path]
+#: video_fn(gaussians, views, path, frames=, fps=, near=, far=) → VideoEvents (or a plain path).
+VideoFn = Callable[..., "Iterable[VideoEvent] | Path"]
 
 
 def reconstruct_iter(
@@ -593,12 +647,14 @@ def reconstruct_iter(
 
     video: frames/fps of the fly-through (None: :func:`default_video_settings` for the device;
     ``frames=0``: no video, a single result is yielded). forward_fn(model, views) → CPU Gaussians and
-    video_fn(gaussians, views, path, **kw) → path replace :func:`run_model` / :func:`render_fly_through`
-    (the Space wraps them in ``@spaces.GPU``). Raises :class:`ILRMInputError` for bad input.
+    video_fn(gaussians, views, path, frames=, fps=, near=, far=) → :data:`VideoEvent` s replace
+    :func:`run_model` / :func:`render_fly_through_steps` (the Space wraps them in ``@spaces.GPU``).
+    video_fn is given only data (no callables: ZeroGPU pickles a GPU function's arguments); its
+    progress comes back as yielded :class:`VideoProgress`. Raises :class:`ILRMInputError` for bad input.
     """
     report = progress or (lambda f, d: None)
     forward_fn = forward_fn or (lambda m, v: run_model(m, v, device))
-    video_fn = video_fn or render_fly_through
+    video_fn = video_fn or partial(render_fly_through_steps, device=device)
     dev = pick_device(device)
     video = video if video is not None else default_video_settings(dev)
     t0 = time.perf_counter()
@@ -644,10 +700,10 @@ def reconstruct_iter(
     report(0.7, f"Rendering the fly-through video ({video.frames} frames)")
     t = time.perf_counter()
 
-    def frame_progress(done: int, total: int) -> None:
+    def frame_progress(done: int, total: int) -> None:  # runs here, never inside video_fn
         report(0.7 + 0.29 * done / max(total, 1), f"Rendering the video: frame {done}/{total}")
 
-    path = video_fn(
+    events = video_fn(
         g_model,
         prep.views,
         Path(out_dir) / "fly_through.mp4",
@@ -655,8 +711,8 @@ def reconstruct_iter(
         fps=video.fps,
         near=cfg.near,
         far=cfg.far,
-        progress=frame_progress,
     )
+    path = finish_video(events, frame_progress)
     timings = dict(timings, rendering=time.perf_counter() - t)
     yield replace(result, video=Path(path), timings=timings, video_pending=False)
 

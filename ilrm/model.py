@@ -20,6 +20,7 @@ from .cameras import Views, check_image_size, pixel_rays, ray_features, scale_in
 from .config import ILRMConfig
 from .gaussians import Gaussians, decode_gaussians
 from .layers import ReadBlock, SelfBlock, init_weights, patchify, unpatchify
+from .weight_files import load_into, load_weights, save_weights
 
 HUB_KWARGS = dict(
     library_name="ilrm",
@@ -118,6 +119,43 @@ class GaussianLRM(nn.Module):
     def num_gaussians(self, num_views: int, height: int, width: int) -> int:
         g = self.config.gaussian_factor
         return num_views * (height // g) * (width // g)
+
+    # ---- our format (Hub mixin hooks): sharded when over the per-file limit ----------------------
+    def _save_pretrained(self, save_directory: Path) -> None:
+        save_weights(self, save_directory)
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        map_location: str = "cpu",
+        strict: bool = True,
+        **model_kwargs,
+    ):
+        model = cls(**model_kwargs)
+        if Path(model_id).is_dir():
+            sd = load_weights(model_id)
+        else:
+            from huggingface_hub import hf_hub_download
+            from huggingface_hub.errors import EntryNotFoundError
+
+            def fetch(name: str) -> str | None:
+                try:
+                    return hf_hub_download(
+                        model_id, name, revision=revision, cache_dir=cache_dir, force_download=force_download,
+                        token=token, local_files_only=local_files_only,
+                    )
+                except EntryNotFoundError:
+                    return None
+
+            sd = load_weights(fetch=fetch)
+        return load_into(model, sd).to(map_location).eval()
 
     @classmethod
     def from_official_checkpoint(cls, path: str | Path, *, trust_pickle: bool = False) -> ILRM:

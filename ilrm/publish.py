@@ -20,9 +20,10 @@ from typing import Any
 
 from .config import ILRMConfig
 from .errors import ILRMInputError
+from .weight_files import weight_file_names
 
 #: Files of our format that go to the Hub, in upload order.
-WEIGHT_FILES = ("model.safetensors", "config.json")
+WEIGHT_FILES = ("model.safetensors", "config.json")  # the single-file form; shards: weight_file_names
 DEFAULT_TAGS = ("3d-reconstruction", "gaussian-splatting", "novel-view-synthesis", "ilrm", "pytorch_model_hub_mixin")
 
 
@@ -52,7 +53,7 @@ def check_repo_id(repo_id: str) -> str:
 def read_checkpoint_dir(ckpt_dir: str | Path) -> ILRMConfig:
     """Check that ``ckpt_dir`` holds our format and return its config. Raises :class:`ILRMInputError`."""
     d = Path(ckpt_dir)
-    missing = [f for f in WEIGHT_FILES if not (d / f).is_file()]
+    missing = [f for f in (*weight_file_names(d), "config.json") if not (d / f).is_file()]
     if missing:
         raise ILRMInputError(
             f"{d} is not a checkpoint folder of ours: missing {', '.join(missing)}. Use a training run's "
@@ -170,7 +171,7 @@ def prepare_folder(
     if out.exists() and any(out.iterdir()):
         raise ILRMInputError(f"{out} is not empty; give an empty or new folder for the upload")
     out.mkdir(parents=True, exist_ok=True)
-    for f in WEIGHT_FILES:
+    for f in ("config.json", *weight_file_names(ckpt_dir)):
         shutil.copy2(Path(ckpt_dir) / f, out / f)
     (out / "README.md").write_text(model_card(config, repo_id, summaries=summaries, license=license, notes=notes))
     return sorted(p.name for p in out.iterdir())

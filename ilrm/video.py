@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ from torch import Tensor
 from ilrm.errors import ILRMInputError
 from ilrm.gaussians import Gaussians
 
-__all__ = ["render_video"]
+__all__ = ["iter_render_video", "render_video"]
 
 RenderFn = Callable[..., Tensor]
 
@@ -60,6 +60,51 @@ def render_video(
     each batch. The file is written with ``+faststart`` so browsers can play it while loading.
     Returns the path; a partial file is removed if rendering fails.
     """
+    steps = iter_render_video(
+        gaussians,
+        K,
+        c2w_path,
+        height,
+        width,
+        path,
+        fps=fps,
+        batch_frames=batch_frames,
+        quality=quality,
+        batch_index=batch_index,
+        render_fn=render_fn,
+        **render_kwargs,
+    )
+    while True:
+        try:
+            done, total = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(done, total)
+
+
+def iter_render_video(
+    gaussians: Gaussians,
+    K: Tensor,
+    c2w_path: Tensor,
+    height: int,
+    width: int,
+    path: str | Path,
+    *,
+    fps: int = 30,
+    batch_frames: int = 8,
+    quality: float = 8,
+    batch_index: int = 0,
+    render_fn: RenderFn | None = None,
+    **render_kwargs,
+) -> Generator[tuple[int, int], None, Path]:
+    """:func:`render_video` as a generator: yields ``(frames done, total)`` after each batch and
+    returns the path (``StopIteration.value``).
+
+    Progress travels as yielded values rather than through a callback so that the caller can run it
+    where callables cannot be sent (a ZeroGPU worker pickles its arguments). Closing the generator
+    early removes the partial file.
+    """
     import imageio.v2 as imageio  # imported here: only video writing needs ffmpeg
 
     if render_fn is None:
@@ -97,20 +142,19 @@ def render_video(
         ffmpeg_log_level="error",
     )
     try:
-        with torch.no_grad():
-            for start in range(0, total, batch_frames):
-                poses = c2w_path[start : start + batch_frames]
-                f = poses.shape[0]
+        for start in range(0, total, batch_frames):
+            poses = c2w_path[start : start + batch_frames]
+            f = poses.shape[0]
+            with torch.no_grad():  # not around the yield: grad mode is thread state the consumer owns
                 images = render_fn(g, K.expand(1, f, 3, 3), poses[None], height, width, **render_kwargs)
-                images = getattr(images, "images", images)  # a RenderOutput when depth/alpha were asked for
-                if images.shape != (1, f, 3, height, width):
-                    raise RuntimeError(f"render_fn returned {tuple(images.shape)}, expected {(1, f, 3, height, width)}")
-                for frame in _to_uint8_frames(images[0], height, width):
-                    writer.append_data(frame)
-                del images
-                if progress is not None:
-                    progress(min(start + f, total), total)
-    except BaseException:
+            images = getattr(images, "images", images)  # a RenderOutput when depth/alpha were asked for
+            if images.shape != (1, f, 3, height, width):
+                raise RuntimeError(f"render_fn returned {tuple(images.shape)}, expected {(1, f, 3, height, width)}")
+            for frame in _to_uint8_frames(images[0], height, width):
+                writer.append_data(frame)
+            del images
+            yield min(start + f, total), total
+    except BaseException:  # includes GeneratorExit: a consumer that stops early leaves no partial file
         with contextlib.suppress(Exception):  # ffmpeg may already be gone; the original error matters
             writer.close()
         path.unlink(missing_ok=True)

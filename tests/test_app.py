@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
+from collections.abc import Callable
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 import gradio as gr
@@ -64,6 +67,47 @@ def test_example_scene_gives_preview_then_video(handler):
     frames = iio.imread(video, index=None)
     assert frames.shape[0] == VIDEO.frames and frames.shape[-1] == 3
     assert "Gaussians:" in report and "ilrm-tiny-procedural" in report and Path(run_dir).is_dir()
+
+
+def zero_gpu(fn: Callable, sent: list) -> Callable:
+    """``fn`` as ZeroGPU runs a ``@spaces.GPU`` function: its arguments go to the GPU worker through a
+    pickling queue (ForkingPickler), and so does what it returns or, for a generator function (the
+    test ZeroGPU itself applies), each value it yields."""
+
+    def call(*args, **kwargs):
+        ForkingPickler.dumps((args, kwargs))  # raises on a closure, a lambda, a lock, ...
+        sent.append((fn.__name__, args, kwargs))
+        if inspect.isgeneratorfunction(fn):
+
+            def stream():
+                for item in fn(*args, **kwargs):
+                    ForkingPickler.dumps(item)
+                    yield item
+
+            return stream()
+        out = fn(*args, **kwargs)
+        ForkingPickler.dumps(out)
+        return out
+
+    return call
+
+
+@pytest.mark.parametrize("video", [True, False])
+def test_gpu_functions_get_only_picklable_arguments(handler, monkeypatch, video):
+    """What the handler passes to (and gets from) each GPU function survives ZeroGPU's pickling queue."""
+    import demo.app as app
+
+    sent: list = []
+    monkeypatch.setattr(app, "gpu_forward", zero_gpu(app.gpu_forward, sent))
+    monkeypatch.setattr(app, "gpu_video", zero_gpu(app.gpu_video, sent))
+    reports: list[tuple] = []
+    outs = list(handler(PROC_IMAGES, PROC_CAMS, "shipped", 60.0, video, None, None,
+                        lambda f, desc=None: reports.append((f, desc))))
+    assert [name for name, *_ in sent] == ["gpu_forward"] + ["gpu_video"] * video
+    if video:
+        assert iio.imread(outs[-1][1], index=None).shape[0] == VIDEO.frames
+        # the video's progress still reaches the page, from values the GPU function yielded
+        assert any(d and f"frame {VIDEO.frames}/{VIDEO.frames}" in d for _, d in reports), reports
 
 
 def test_bad_inputs_become_messages(handler, tmp_path):

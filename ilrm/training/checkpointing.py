@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import ILRMInputError
+from ..weight_files import load_weights
 
 STATE_FILE = "training_state.pt"
 MODEL_DIR = "model"
@@ -202,12 +203,9 @@ def load_training_state(checkpoint: str | Path) -> dict[str, Any]:
 
 
 def load_checkpoint_weights(model: nn.Module, checkpoint: str | Path) -> None:
-    """Load ``<checkpoint>/model/model.safetensors`` into ``model`` (strict)."""
-    from safetensors.torch import load_file
-
+    """Load ``<checkpoint>/model/`` weights (single file or shards) into ``model`` (strict)."""
     target = unwrap(model)
-    sd = load_file(str(Path(checkpoint) / MODEL_DIR / "model.safetensors"), device="cpu")
-    target.load_state_dict(sd, strict=True)
+    target.load_state_dict(load_weights(Path(checkpoint) / MODEL_DIR), strict=True)
 
 
 # ---- export ------------------------------------------------------------------------------------
