@@ -102,6 +102,13 @@ _TRAIN_HELP = {
     "samples_per_scene": "procedural: consecutive samples drawn from one scene (more data per CPU second)",
     "precision": "auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32",
     "export_dtype": "dtype of the exported final model: float32 | bfloat16 | float16",
+    "view_choices": "procedural: each step draws its number of context views from these, e.g. 2 3 4 6 8",
+    "sizes": "procedural: each step draws its image size from these HxW, e.g. 256x256 256x448",
+    "camera_aug": "procedural: random zoom (0.8-1.25) and principal-point offset (±5 %) per scene visit",
+    "photometric_aug": "exposure, white balance, tone curve (all views); noise and JPEG (inputs only)",
+    "prefetch": "batches ray-cast ahead on a side CUDA stream by a background thread (0: inline)",
+    "init_from": "start from a segment/ (or final/) weights folder: fresh optimiser, schedule continues",
+    "rewarm_steps": "with --init-from: linear lr re-warm over this many steps",
 }
 _TRAIN_FLAGS = {"out_dir": "--out", "model_overrides": "--set"}
 
@@ -128,6 +135,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, action="append", metavar="KEY=VALUE", **kw)
         elif base is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif typing.get_origin(base) is tuple and typing.get_args(base)[-1] is Ellipsis:
+            p.add_argument(flag, nargs="+", type=typing.get_args(base)[0], **kw)
         elif typing.get_origin(base) is tuple:
             p.add_argument(flag, nargs=2, type=typing.get_args(base)[0], metavar=("A", "B"), **kw)
         else:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import shutil
 import signal
 import threading
 import time
@@ -55,6 +56,7 @@ from .training.checkpointing import (
     set_rng_state,
     unwrap,
 )
+from .training.augment import CameraJitter, Photometric, parse_size
 from .training.data import SampleLayout, build_train_stream, eval_examples, parse_data_source
 from .training.distributed import (
     DistInfo,
@@ -162,13 +164,29 @@ class TrainConfig(JsonConfig):
     time_limit_s: float | None = None
     stop_after: int | None = None
     export_dtype: str = "float32"
+    # recipe for generalisation (procedural data)
+    view_choices: tuple[int, ...] | None = None
+    sizes: tuple[str, ...] | None = None
+    camera_aug: bool = False
+    photometric_aug: bool = False
+    prefetch: int = 2
+    # segments: start from exported weights (a previous segment's ``segment/`` folder) with a fresh
+    # optimiser, re-warmed over ``rewarm_steps``; the step, samples seen, time and log continue
+    init_from: str | None = None
+    rewarm_steps: int = 200
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep tuples so configs compare equal after a round trip.
-        for name in ("context_gap", "initial_context_gap", "betas"):
+        for name in ("context_gap", "initial_context_gap", "betas", "view_choices", "sizes"):
             v = getattr(self, name)
             if v is not None:
-                object.__setattr__(self, name, tuple(v))
+                object.__setattr__(self, name, tuple(v) or None)
+        if self.view_choices is not None and (min(self.view_choices) < 1):
+            raise ILRMInputError(f"view_choices must be view counts >= 1, got {self.view_choices}")
+        for text in self.sizes or ():
+            parse_size(text)
+        if self.prefetch < 0 or self.rewarm_steps < 0:
+            raise ILRMInputError("prefetch and rewarm_steps must be >= 0")
         object.__setattr__(self, "model_overrides", dict(self.model_overrides))
         parse_data_source(self.data)
         for name in ("height", "width", "num_context", "batch_size", "grad_accum", "steps", "log_every", "samples_per_scene"):
@@ -202,10 +220,13 @@ class TrainConfig(JsonConfig):
                 raise
             raise ILRMInputError(f"bad model preset/overrides: {e}") from e
         m = mc.size_multiple
-        if self.height % m or self.width % m:
-            raise ILRMInputError(
-                f"height and width must be multiples of {m} for preset {self.preset!r}, got {self.height}×{self.width}"
-            )
+        for h, w in [(self.height, self.width), *self.image_sizes()]:
+            if h % m or w % m:
+                raise ILRMInputError(f"image sizes must be multiples of {m} for preset {self.preset!r}, got {h}×{w}")
+
+    def image_sizes(self) -> tuple[tuple[int, int], ...]:
+        """The per-step image sizes (``sizes``) as (height, width) pairs; empty when not set."""
+        return tuple(parse_size(t) for t in self.sizes or ())
 
     # ---- derived configs -----------------------------------------------------------------------
     def model_config(self) -> ILRMConfig:
@@ -290,6 +311,7 @@ class Trainer:
         model.train()
         self.model: nn.Module = model
         self.optimizer = build_optimizer(model, config.lr, config.betas, config.weight_decay)
+        self.restart_step = 0
         self.scheduler = build_scheduler(self.optimizer, config.steps, config.warmup_steps, config.lr, config.min_lr)
         if self.dist.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -315,7 +337,10 @@ class Trainer:
         # The lr of the next update as a pure function of the step (the scheduler's own formula).
         c = self.config
         for group in self.optimizer.param_groups:
-            group["lr"] = c.lr * lr_factor(self.step, c.steps, c.warmup_steps, c.min_lr / c.lr)
+            group["lr"] = c.lr * lr_factor(
+                self.step, c.steps, c.warmup_steps, c.min_lr / c.lr, restart_step=self.restart_step,
+                restart_warmup=c.rewarm_steps,
+            )
 
     def micro_loss(self, batch: Example) -> Any:
         """Forward + loss of one micro-batch (no backward). Returns a LossOutput."""
@@ -383,6 +408,32 @@ class Trainer:
         n = max(1.0, float(totals[2]))
         return {"eval_psnr": float(totals[0]) / n, "eval_mse": float(totals[1]) / n, "eval_scenes": int(totals[2])}
 
+    def start_from_weights(self, folder: str | Path) -> dict[str, Any]:
+        """Load a segment's exported weights (fresh optimiser) and continue its schedule: the step it
+        reached becomes this run's, and the lr re-warms from there over ``rewarm_steps``. Returns the
+        segment record ({"step", "samples_seen", "elapsed_s"}; zeros for weights without one)."""
+        from .weight_files import load_weights
+
+        folder = Path(folder)
+        if not (folder / "config.json").is_file():
+            raise ILRMInputError(f"init_from {folder}: no config.json there; give a run's segment/ or final/ folder")
+        saved = ILRMConfig.from_json(folder / "config.json")
+        keep = dict(extra={}, image_height=0, image_width=0, num_views=1)
+        if saved.replace(**keep) != self.model_config.replace(**keep):
+            raise ILRMInputError(
+                f"init_from {folder} holds another model than preset {self.config.preset!r} with overrides "
+                f"{self.config.model_overrides}; use the same model settings"
+            )
+        self.bare_model.load_state_dict(load_weights(folder), strict=True)
+        seg = dict(saved.extra.get("segment") or {"step": 0, "samples_seen": 0, "elapsed_s": 0.0})
+        self.step = self.restart_step = int(seg["step"])
+        self.scheduler = build_scheduler(
+            self.optimizer, self.config.steps, self.config.warmup_steps, self.config.lr, self.config.min_lr,
+            restart_step=self.restart_step, restart_warmup=self.config.rewarm_steps, last_step=self.step,
+        )
+        self._sync_lr()
+        return seg
+
     # ---- checkpoint state ---------------------------------------------------------------------
     def state(self, samples_seen: int, elapsed_s: float, skipped_steps: int, rng: list[dict]) -> dict[str, Any]:
         """The ``training_state.pt`` payload (see :mod:`ilrm.training.checkpointing`)."""
@@ -397,6 +448,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "rng": rng,
             "train_config": c.to_json(),
+            "restart_step": int(self.restart_step),
             "data": {"source": c.data, "next_sample": int(samples_seen), "seed": c.seed},
         }
 
@@ -412,6 +464,12 @@ class Trainer:
             )
         load_checkpoint_weights(self.model, checkpoint)
         self.optimizer.load_state_dict(state["optimizer"])
+        self.restart_step = int(state.get("restart_step", 0))
+        c = self.config
+        self.scheduler = build_scheduler(
+            self.optimizer, c.steps, c.warmup_steps, c.lr, c.min_lr, restart_step=self.restart_step,
+            restart_warmup=c.rewarm_steps,
+        )
         self.scheduler.load_state_dict(state["scheduler"])
         self.scheduler.base_lrs = [self.config.lr for _ in self.optimizer.param_groups]
         self.step = int(state["step"])
@@ -498,6 +556,11 @@ def _train(cfg: TrainConfig, dist: DistInfo, resume: str | Path | None, progress
             f"{out} already holds checkpoints of a run; continue it with resume='auto' (--resume auto) "
             "or train into another output folder"
         )
+    elif cfg.init_from:
+        seg = trainer.start_from_weights(cfg.init_from)
+        start_step, samples_seen, elapsed0 = int(seg["step"]), int(seg["samples_seen"]), float(seg["elapsed_s"])
+        log.info("segment from %s: weights of step %d, fresh optimiser re-warmed over %d steps",
+                 cfg.init_from, start_step, cfg.rewarm_steps)
 
     jsonl = JsonlLog(out / "log.jsonl")
     if dist.is_main:
@@ -507,6 +570,14 @@ def _train(cfg: TrainConfig, dist: DistInfo, resume: str | Path | None, progress
             jsonl.truncate_after(start_step)
         elif jsonl.path.exists():
             jsonl.path.unlink()  # a fresh run in an old folder starts a fresh log
+        if ckpt is None and cfg.init_from:
+            # one curve over all segments: the earlier segments' records, then a marker
+            prev = Path(cfg.init_from) / "log.jsonl"
+            for rec in read_log(prev) if prev.is_file() else []:
+                if rec.get("step", 0) <= start_step:
+                    jsonl.write(rec)
+            jsonl.write({"kind": "segment", "step": start_step, "init_from": str(cfg.init_from),
+                         "elapsed_s": elapsed0, "rewarm_steps": cfg.rewarm_steps})
     barrier(dist)
 
     layout = SampleLayout(cfg.batch_size, cfg.grad_accum, dist.world_size, dist.rank, start_step, samples_seen)
@@ -526,6 +597,12 @@ def _train(cfg: TrainConfig, dist: DistInfo, resume: str | Path | None, progress
         gap_warmup_steps=cfg.gap_warmup_steps,
         data_device=data_device,
         samples_per_scene=cfg.samples_per_scene,
+        view_choices=cfg.view_choices,
+        sizes=cfg.image_sizes() or None,
+        camera=CameraJitter() if cfg.camera_aug else None,
+        photometric=Photometric() if cfg.photometric_aug else None,
+        grad_accum=cfg.grad_accum,
+        prefetch=cfg.prefetch,
     )
     evals_data = None
     if cfg.eval_every > 0 and cfg.eval_scenes > 0:
@@ -646,6 +723,12 @@ def _train(cfg: TrainConfig, dist: DistInfo, resume: str | Path | None, progress
 
     result.step = step
     result.finished = step >= cfg.steps and result.stopped is None
+    if dist.is_main and step > start_step:
+        # What a later segment (on another machine, optimiser state left behind) starts from.
+        seg = {"step": step, "samples_seen": samples_seen, "elapsed_s": round(elapsed(), 2)}
+        seg_dir = export_model(trainer.model, out / "segment", cfg.export_dtype, extra={"segment": seg})
+        if (out / "log.jsonl").exists():
+            shutil.copy2(out / "log.jsonl", seg_dir / "log.jsonl")
     result.elapsed_s = elapsed()
     trained = step - start_step
     result.samples_per_s = gb * trained / total_train_time if total_train_time > 0 else 0.0

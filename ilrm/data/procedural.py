@@ -741,6 +741,23 @@ class ViewPlan:
     scene: ProceduralScene
     context: list[int]
     target: list[int]
+    # Camera augmentation and per-step image size (None: the config's size, the scene's centred camera).
+    size: tuple[int, int] | None = None
+    focal_scale: float = 1.0  # focal length × this (a zoom: the field of view changes)
+    principal_shift: tuple[float, float] = (0.0, 0.0)  # principal point offset, fractions of (W, H)
+
+    def intrinsics(self, config: ProceduralConfig) -> tuple[Tensor, int, int]:
+        """(3, 3) pixel intrinsics of every frame of this plan, and its (height, width)."""
+        h, w = self.size or (config.height, config.width)
+        K = self.scene.intrinsics(h, w).clone()
+        K[:2, :2] *= self.focal_scale
+        K[0, 2] += self.principal_shift[0] * w
+        K[1, 2] += self.principal_shift[1] * h
+        return K, h, w
+
+    def camera_key(self) -> tuple:
+        """Plans with equal keys can be ray-cast in one call (same scene, intrinsics and size)."""
+        return (id(self.scene), self.size, self.focal_scale, self.principal_shift)
 
 
 def plan_example(
@@ -800,10 +817,9 @@ def render_plan(
     """
     cfg = config or ProceduralConfig()
     idx = plan.context + plan.target
-    K = plan.scene.intrinsics(cfg.height, cfg.width).expand(len(idx), 3, 3).contiguous()
-    images, depth = render_scene(
-        plan.scene, K, plan.scene.c2w[idx], cfg.height, cfg.width, device=device, supersample=cfg.supersample
-    )
+    K, h, w = plan.intrinsics(cfg)
+    K = K.expand(len(idx), 3, 3).contiguous()
+    images, depth = render_scene(plan.scene, K, plan.scene.c2w[idx], h, w, device=device, supersample=cfg.supersample)
     return _plan_to_example(plan, images, depth, K, with_depth)
 
 
@@ -812,22 +828,21 @@ def render_plans(
 ) -> Example:
     """Render several plans and stack them into one batch (see :func:`ilrm.data.example.collate`).
 
-    Plans that share a scene object (several view sets drawn from one scene) are ray-cast in one call
-    over the union of their frames: fewer, larger GPU launches. Every ray is independent of the
+    Plans that share a scene object and camera (several view sets drawn from one scene) are ray-cast
+    in one call over the union of their frames: fewer, larger GPU launches. Every ray is independent of the
     others, so the result equals rendering each plan on its own.
     """
     cfg = config or ProceduralConfig()
-    groups: dict[int, list[int]] = {}
+    groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(plans):
-        groups.setdefault(id(p.scene), []).append(i)
+        groups.setdefault(p.camera_key(), []).append(i)
     examples: list[Example | None] = [None] * len(plans)
     for members in groups.values():
         scene = plans[members[0]].scene
         frames = sorted({f for i in members for f in plans[i].context + plans[i].target})
-        K = scene.intrinsics(cfg.height, cfg.width).expand(len(frames), 3, 3).contiguous()
-        images, depth = render_scene(
-            scene, K, scene.c2w[frames], cfg.height, cfg.width, device=device, supersample=cfg.supersample
-        )
+        K, h, w = plans[members[0]].intrinsics(cfg)
+        K = K.expand(len(frames), 3, 3).contiguous()
+        images, depth = render_scene(scene, K, scene.c2w[frames], h, w, device=device, supersample=cfg.supersample)
         row = {f: j for j, f in enumerate(frames)}
         for i in members:
             sel = torch.tensor([row[f] for f in plans[i].context + plans[i].target], device=images.device)

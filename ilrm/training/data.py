@@ -26,8 +26,12 @@ Sources (``TrainConfig.data``):
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import multiprocessing
+import queue
 import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +53,7 @@ from ..data.procedural import (
 )
 from ..data.sampling import BoundedSampler, linear_schedule
 from ..errors import ILRMInputError
+from .augment import CameraJitter, Photometric, camera_jitter, photometric, step_variant
 
 DATA_KINDS = ("procedural", "re10k", "dl3dv")
 
@@ -142,6 +147,10 @@ class ProceduralTrainSet(Dataset):
         device: torch.device | str = "cpu",
         deferred: bool = False,
         samples_per_scene: int = 1,
+        seed: int = 0,
+        view_choices: tuple[int, ...] | None = None,
+        sizes: tuple[tuple[int, int], ...] | None = None,
+        camera: CameraJitter | None = None,
     ) -> None:
         if len(scenes) == 0:
             raise ILRMInputError("the procedural training split is empty (train_scenes must be >= 1)")
@@ -151,6 +160,7 @@ class ProceduralTrainSet(Dataset):
         self._last: ProceduralScene | None = None
         self.initial_gap, self.gap_warmup_steps = initial_gap, gap_warmup_steps
         self.device, self.deferred = device, deferred
+        self.seed, self.view_choices, self.sizes, self.camera = seed, view_choices, sizes, camera
 
     def __len__(self) -> int:  # endless; DataLoader only needs __getitem__ with a batch sampler
         return 2**62
@@ -158,11 +168,21 @@ class ProceduralTrainSet(Dataset):
     def __getitem__(self, g: int) -> Example:
         n, k = len(self.scenes), self.per_scene
         cfg = self.scenes.config
-        gap = gap_at(self.layout.step_of(g), cfg.context_gap, self.initial_gap, self.gap_warmup_steps)
+        step = self.layout.step_of(g)
+        gap = gap_at(step, cfg.context_gap, self.initial_gap, self.gap_warmup_steps)
         seed = self.scenes.seed((g // k) % n)
         if self._last is None or self._last.seed != seed:
             self._last = make_scene(seed, cfg)
-        plan = plan_example(seed, cfg, context_gap=gap, view_stream=(g // k) // n * k + g % k, scene=self._last)
+        plan_cfg, size = cfg, None
+        if self.view_choices or self.sizes:
+            nc, size = step_variant(
+                self.seed, step, self.view_choices or (cfg.num_context,), self.sizes or ((cfg.height, cfg.width),)
+            )
+            plan_cfg = dataclasses.replace(cfg, num_context=nc)
+        plan = plan_example(seed, plan_cfg, context_gap=gap, view_stream=(g // k) // n * k + g % k, scene=self._last)
+        plan.size = size
+        if self.camera is not None:
+            plan.focal_scale, plan.principal_shift = camera_jitter(self.seed, g // k, self.camera)
         return plan if self.deferred else render_plan(plan, cfg, device=self.device)
 
 
@@ -211,6 +231,12 @@ class TrainStream:
     """Iterator over this rank's micro-batches (collated :class:`Example` s on CPU or ``data_device``).
 
     ``set_step(step)`` tells step-driven samplers (RE10K gap warm-up) where training is.
+    render: (config, device) when the loader yields ViewPlans to ray-cast here.
+    photometric: augment every batch (see :func:`ilrm.training.augment.photometric`), seeded by
+    (seed, step); batch ``i`` of the stream belongs to step ``start_step + i // grad_accum``.
+    prefetch: with deferred ray casting, a background thread prepares this many batches ahead (on a
+    side CUDA stream when casting on a GPU), so ray casting overlaps the training step instead of
+    preceding it. The batches and their order are the same as without it.
     """
 
     def __init__(
@@ -218,28 +244,94 @@ class TrainStream:
         loader: DataLoader,
         step_value: Any | None = None,
         render: tuple[ProceduralConfig, torch.device | str] | None = None,
+        *,
+        photometric: Photometric | None = None,
+        seed: int = 0,
+        start_step: int = 0,
+        grad_accum: int = 1,
+        prefetch: int = 0,
     ) -> None:
         self.loader = loader
         self._it = iter(loader)
         self._step_value = step_value
         self._render = render  # (config, device): the loader yields ViewPlans, ray-cast here
+        self._photometric, self._seed = photometric, seed
+        self._start_step, self._grad_accum, self._count = start_step, grad_accum, 0
+        self._thread: threading.Thread | None = None
+        self._side: torch.cuda.Stream | None = None
+        if prefetch > 0 and render is not None:
+            self._queue: queue.Queue = queue.Queue(maxsize=prefetch)
+            self._stop = threading.Event()
+            if torch.device(render[1]).type == "cuda":
+                self._side = torch.cuda.Stream(device=torch.device(render[1]))
+            self._thread = threading.Thread(target=self._produce, name="ilrm-raycast", daemon=True)
+            self._thread.start()
 
     def set_step(self, step: int) -> None:
         if self._step_value is not None:
             self._step_value.value = step
 
-    def next_batch(self) -> Example:
+    def _make(self) -> Example:
+        """The next batch: fetched, ray-cast if deferred, augmented."""
         try:
             item = next(self._it)
         except StopIteration as e:
             raise RuntimeError("the training data stream ended early") from e
         if self._render is not None:
             config, device = self._render
-            return render_plans(item, config, device=device)
+            item = render_plans(item, config, device=device)
+        step = self._start_step + self._count // self._grad_accum
+        self._count += 1
+        if self._photometric is not None:
+            item = photometric(item, self._seed, step, self._photometric)
         return item
 
+    def _produce(self) -> None:
+        try:
+            with torch.cuda.stream(self._side) if self._side is not None else contextlib.nullcontext():
+                while not self._stop.is_set():
+                    batch = self._make()
+                    done = None
+                    if self._side is not None:
+                        done = torch.cuda.Event()
+                        done.record(self._side)
+                    while not self._stop.is_set():
+                        try:
+                            self._queue.put((batch, done), timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+        except BaseException as e:  # handed to the consumer, which raises it in the training loop
+            self._queue.put((e, None))
+
+    def next_batch(self) -> Example:
+        if self._thread is None:
+            return self._make()
+        batch, done = self._queue.get()
+        if isinstance(batch, BaseException):
+            raise RuntimeError("the training data thread failed") from batch
+        if self._side is None:
+            return batch
+        main = torch.cuda.current_stream(self._side.device)
+        main.wait_event(done)
+        # The batch was allocated on the side stream; tell the allocator the main stream uses it too,
+        # or its memory could be handed back to the side stream while training still reads it.
+        for views in (batch.context, batch.target):
+            for t in (views.images, views.intrinsics, views.c2w):
+                if t.is_cuda:
+                    t.record_stream(main)
+        return batch
+
     def close(self) -> None:
-        # Shut DataLoader workers down now rather than at garbage collection.
+        # Shut the prefetch thread and the DataLoader workers down now rather than at garbage collection.
+        if self._thread is not None:
+            self._stop.set()
+            while self._thread.is_alive():
+                try:
+                    self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            self._thread = None
         self._it = None
 
 
@@ -257,13 +349,21 @@ def build_train_stream(
     gap_warmup_steps: int = 0,
     data_device: torch.device | str = "cpu",
     samples_per_scene: int = 1,
+    view_choices: tuple[int, ...] | None = None,
+    sizes: tuple[tuple[int, int], ...] | None = None,
+    camera: CameraJitter | None = None,
+    photometric: Photometric | None = None,
+    grad_accum: int = 1,
+    prefetch: int = 0,
 ) -> TrainStream:
     """The micro-batch stream of this rank for steps ``[start_step, end_step)``.
 
     procedural: image size, view counts and (final) context gap; also used by RE10K/DL3DV for
     height/width, num_context, num_target and context_gap. Workers (``num_workers > 0``) prefetch.
-    samples_per_scene: procedural only (see :class:`ProceduralTrainSet`).
+    samples_per_scene, view_choices, sizes, camera: procedural only (see :class:`ProceduralTrainSet`).
+    photometric, prefetch: see :class:`TrainStream`.
     """
+    extra = dict(photometric=photometric, seed=seed, start_step=start_step, grad_accum=grad_accum)
     kind, root = parse_data_source(data)
     # A private generator: creating the loader must not draw from the global torch RNG (whose state
     # a resumed run restores exactly).
@@ -300,15 +400,22 @@ def build_train_stream(
             device=data_device,
             deferred=deferred,
             samples_per_scene=samples_per_scene,
+            seed=seed,
+            view_choices=view_choices,
+            sizes=sizes,
+            camera=camera,
         )
         if deferred:
             common["collate_fn"] = list
         loader = DataLoader(ds, batch_sampler=StepBatchSampler(layout, start_step, end_step), **common)
-        return TrainStream(loader, render=(procedural, data_device) if deferred else None)
+        render = (procedural, data_device) if deferred else None
+        return TrainStream(loader, render=render, prefetch=prefetch if deferred else 0, **extra)
+    if view_choices or sizes or camera:
+        raise ILRMInputError("view_choices, sizes and camera augmentation are for procedural data only")
     if kind == "dl3dv":
         ds = OpenCVTrainSet(root, layout, sampler, size, seed=seed)
         loader = DataLoader(ds, batch_sampler=StepBatchSampler(layout, start_step, end_step), **common)
-        return TrainStream(loader)
+        return TrainStream(loader, **extra)
     from ..data.re10k import RE10KChunks
 
     ds = RE10KChunks(
@@ -326,7 +433,7 @@ def build_train_stream(
     if step_value is not None:
         ds.step = step_value
     loader = DataLoader(ds, batch_size=layout.batch_size, **common)
-    stream = TrainStream(loader, step_value)
+    stream = TrainStream(loader, step_value, **extra)
     if step_value is None:
         stream._step_value = _StepBox(ds)
     stream.set_step(start_step)
