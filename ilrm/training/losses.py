@@ -52,7 +52,7 @@ def build_lpips_loss(device: torch.device | str) -> nn.Module:
     from .. import perceptual  # imported here: it pulls in the lpips package, which only this loss needs
 
     try:
-        net = perceptual.build_lpips_vgg(device)
+        net = perceptual.build_lpips_vgg(device, allow_bf16=True)
     except Exception as e:  # missing lpips package, no backbone weights offline, ...
         raise RuntimeError(
             f"could not build the LPIPS-VGG loss ({type(e).__name__}: {e}); prepare the backbone cache "
