@@ -27,12 +27,12 @@ from demo.pipeline import (
     ModelStore,
     ReconstructionResult,
     SessionFolders,
+    VideoEvent,
     VideoSettings,
     default_model_specs,
     default_video_settings,
     describe_model,
     pick_device,
-    VideoEvent,
     reconstruct_iter,
     render_fly_through_steps,
     run_model,
@@ -225,15 +225,19 @@ def build_demo(
     max_queue: int = 32,
     max_side: int = 1024,
     examples: bool = True,
+    warm_up: bool = False,
 ) -> gr.Blocks:
     """The Blocks app (queue configured; launch it with :func:`launch`).
 
     checkpoint: the default model (folder or Hub id; default from ``ILRM_DEMO_CHECKPOINT`` /
     ``ilrm_demo.json`` / ``checkpoints/ilrm-tiny-procedural``). store/sessions: inject for tests.
     video: fly-through frames/fps (default: by device). concurrency_limit: simultaneous
-    reconstructions (default ``ILRM_DEMO_CONCURRENCY`` or 1).
+    reconstructions (default ``ILRM_DEMO_CONCURRENCY`` or 1). warm_up: load the default model now
+    (:func:`warm_up_default_model`) rather than on the first click.
     """
     store = store or ModelStore(default_model_specs(checkpoint))
+    if warm_up:
+        warm_up_default_model(store)
     sessions = sessions or SessionFolders()
     atexit.register(sessions.cleanup_all)
     handler = make_handler(store, sessions, video=video, max_side=max_side)
@@ -312,6 +316,23 @@ def build_demo(
     return demo
 
 
+def warm_up_default_model(store: ModelStore) -> bool:
+    """Load the default model at start-up; returns whether it loaded.
+
+    On a Space this reads the weights that ``preload_from_hub`` put in the cache while the app
+    starts, not while the first visitor waits; on ZeroGPU it also happens in the main process, so
+    each GPU worker forked from it starts with the model in memory. A failure is logged, not
+    raised: the app still starts and the first run shows the error to the user.
+    """
+    try:
+        model, spec = store.get(store.default_key)
+    except ILRMInputError as e:
+        log.warning("warm-up: the default model did not load: %s", e)
+        return False
+    log.info("warm-up: %s", describe_model(model, spec.label))
+    return True
+
+
 def launch(
     demo: gr.Blocks,
     *,
@@ -347,4 +368,4 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    launch(build_demo(args.checkpoint), host=args.host, port=args.port, share=args.share)
+    launch(build_demo(args.checkpoint, warm_up=True), host=args.host, port=args.port, share=args.share)

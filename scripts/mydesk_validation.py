@@ -460,6 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(result["table_markdown"])
+    print("\nmargins = method - copy-nearest (higher PSNR / SSIM and lower LPIPS are better)")
     lp = result["metrics"]["lpips"]
     if not lp["available"]:
         print(f"\nLPIPS: {LPIPS_NA} ({lp['reason']})")

@@ -70,11 +70,73 @@ def visible_canvas(page):
     return canvas
 
 
-def test_example_draws_in_the_3d_viewer(tmp_path):
-    from demo.app import build_demo, launch
-    from demo.pipeline import DEFAULT_CHECKPOINT, ModelSpec, ModelStore, SessionFolders, VideoSettings
+# A structured scene: four coloured blobs around the view axis. In the frame of the camera they are
+# seen from (x right, y down, z forward) red is left, green right, blue above and yellow below.
+BLOBS = {"red": ((-0.5, 0.0), (1.0, 0.0, 0.0)), "green": ((0.5, 0.0), (0.0, 1.0, 0.0)),
+         "blue": ((0.0, -0.5), (0.0, 0.0, 1.0)), "yellow": ((0.0, 0.5), (1.0, 1.0, 0.0))}
 
-    store = ModelStore([ModelSpec("shipped", "ilrm-tiny-procedural", str(DEFAULT_CHECKPOINT))])
+
+def blob_gaussians(per_blob: int, depth: float = 0.0, seed: int = 0):
+    """(1, 4·per_blob) Gaussians of BLOBS at ``z = depth`` in the frame described above."""
+    import torch
+
+    from ilrm.gaussians import SH_C0, Gaussians
+
+    gen = torch.Generator().manual_seed(seed)
+    means, colours = [], []
+    for (x, y), rgb in BLOBS.values():
+        means.append(torch.tensor([x, y, depth]) + 0.08 * torch.randn(per_blob, 3, generator=gen))
+        colours.append(torch.tensor(rgb).expand(per_blob, 3))
+    n = 4 * per_blob
+    rgb = torch.cat(colours)[None, :, None]
+    return Gaussians(torch.cat(means)[None], torch.tensor([1.0, 0, 0, 0]).expand(1, n, 4).clone(),
+                     torch.full((1, n, 3), 0.02), torch.full((1, n), 0.9), (rgb - 0.5) / SH_C0)
+
+
+def colour_centres(png: bytes) -> dict[str, tuple[float, float, int]]:
+    """For each BLOBS colour: (x, y) centroid in [0, 1] of the pixels drawn in it, and their count."""
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float32) / 255
+    h, w, _ = img.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    out = {}
+    for name, (_, rgb) in BLOBS.items():
+        want = np.asarray(rgb) > 0.5
+        mask = np.all(img[..., want] > 0.6, axis=-1) & np.all(img[..., ~want] < 0.3, axis=-1)
+        n = int(mask.sum())
+        out[name] = (float(xs[mask].mean() / w) if n else -1.0, float(ys[mask].mean() / h) if n else -1.0, n)
+    return out
+
+
+def assert_blob_layout(centres: dict[str, tuple[float, float, int]], min_pixels: int = 200) -> None:
+    """Red left of green, blue above yellow, each pair on its own axis: the scene as its camera saw it."""
+    assert all(n >= min_pixels for *_, n in centres.values()), centres
+    (rx, ry, _), (gx, gy, _) = centres["red"][:3], centres["green"][:3]
+    (bx, by, _), (yx, yy, _) = centres["blue"][:3], centres["yellow"][:3]
+    assert gx - rx > 0.15 and abs(gy - ry) < (gx - rx) / 2, centres  # left → right
+    assert yy - by > 0.15 and abs(yx - bx) < (yy - by) / 2, centres  # top → bottom
+
+
+def test_example_draws_in_the_3d_viewer(tmp_path, monkeypatch):
+    """An example clicked in the page, through the whole pipeline (cameras, model, user frame,
+    preview rotation) into the viewer: a stand-in model puts the blobs in front of the mean input
+    camera, so the viewer must show them as that camera sees them."""
+    from torch import nn
+
+    from demo.app import build_demo, launch
+    from demo.pipeline import ModelSpec, ModelStore, SessionFolders, VideoSettings
+    from ilrm.config import ILRMConfig
+
+    class BlobModel(nn.Module):
+        """In the model's frame the mean input camera is at the origin looking down +z."""
+
+        config = ILRMConfig.preset("tiny")
+
+        def forward(self, views):
+            return blob_gaussians(8192, depth=2.0)  # 32,768 Gaussians, like the shipped model
+
+    monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path / "examples"))  # never an earlier run's result
+    store = ModelStore([ModelSpec("shipped", "blob stand-in", "preset:tiny")])
+    store._models["shipped"] = BlobModel()  # loaded already: the store hands it out as is
     demo = build_demo(store=store, sessions=SessionFolders(tmp_path / "s"), video=VideoSettings(3, 3))
     _, url, _ = launch(demo, prevent_thread_lock=True, quiet=True)
     with served_page(demo, url, tmp_path, (1400, 1100)) as (page, shots):
@@ -82,38 +144,34 @@ def test_example_draws_in_the_3d_viewer(tmp_path):
         # the report appears once the preview .ply is served
         page.get_by_text("Gaussians:").first.wait_for(timeout=120_000)
         canvas = visible_canvas(page)
-        # The shipped checkpoint predicts dark, oversized Gaussians (most at the scale cap, see
-        # docs/results/procedural.md), which the viewer draws nearly black on its black background;
-        # that the viewer draws is checked with a known scene below.
-        _, png = wait_for_drawing(page, canvas, timeout_s=5)
+        spread, png = wait_for_drawing(page, canvas)
+        page.wait_for_timeout(1500)  # the viewer streams the file: let it finish drawing
+        png = page.screenshot(clip=canvas.bounding_box())
         page.screenshot(path=str(shots / "demo_example.png"), full_page=True)
         (shots / "demo_example_canvas.png").write_bytes(png)
         text = page.locator("#ilrm-info").inner_text()
     assert "32,768 predicted" in text, text
+    assert spread > 2.0, f"the 3D viewer canvas stayed blank (pixel std {spread:.2f})"
+    assert_blob_layout(colour_centres(png))
 
 
 def test_preview_file_draws_in_model3d(tmp_path):
-    """Our preview .ply (ilrm.gaussian_files.preview_ply) is drawn by Gradio's Model3D splat viewer."""
+    """Our preview .ply (ilrm.gaussian_files.preview_ply) is drawn by Gradio's Model3D splat viewer
+    as an OpenCV camera looking down +z (x right, y down) sees it: each colour where it belongs."""
     import gradio as gr
-    import torch
 
     from ilrm.gaussian_files import preview_ply
-    from ilrm.gaussians import Gaussians
 
-    n = 4000
-    gen = torch.Generator().manual_seed(0)
-    means = torch.rand(1, n, 3, generator=gen) * 2 - 1
-    colours = torch.rand(1, n, 1, 3, generator=gen)
-    g = Gaussians(
-        means, torch.tensor([1.0, 0, 0, 0]).expand(1, n, 4).clone(), torch.full((1, n, 3), 0.04),
-        torch.full((1, n), 0.9), (colours - 0.5) / 0.28209479,
-    )
     path = tmp_path / "scene_preview.ply"
-    preview_ply(path, g)
+    preview_ply(path, blob_gaussians(1000))
     with gr.Blocks() as demo:
         gr.Model3D(value=str(path), height=480)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, allowed_paths=[str(tmp_path)])
     with served_page(demo, url, tmp_path, (1000, 800)) as (page, shots):
-        spread, png = wait_for_drawing(page, visible_canvas(page))
+        canvas = visible_canvas(page)
+        spread, _ = wait_for_drawing(page, canvas)
+        page.wait_for_timeout(1500)
+        png = page.screenshot(clip=canvas.bounding_box())
         (shots / "model3d_canvas.png").write_bytes(png)
     assert spread > 2.0, f"the 3D viewer canvas stayed blank (pixel std {spread:.2f})"
+    assert_blob_layout(colour_centres(png))

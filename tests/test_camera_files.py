@@ -125,6 +125,42 @@ def test_transforms_axes_convention(tmp_path):
     np.testing.assert_allclose(m.intrinsics[0], K)
 
 
+def test_transforms_field_of_view_with_stated_size(tmp_path):
+    """``camera_angle_x`` with ``w``/``h``: fx = w / 2 / tan(angle_x / 2) for that size, fy = fx
+    unless ``camera_angle_y`` (fy = h / 2 / tan(angle_y / 2)); non-square; scaled with the photo."""
+    ax, ay = 0.9, 0.6
+    c2w = np.eye(4)
+    frames = [{"file_path": "a.png", "transform_matrix": (c2w @ GL_TO_CV).tolist()},
+              {"file_path": "b.png", "transform_matrix": (c2w @ GL_TO_CV).tolist(), "camera_angle_y": ay}]
+    p = tmp_path / "transforms.json"
+    p.write_text(json.dumps({"camera_angle_x": ax, "w": 80, "h": 60, "cx": 41.0, "frames": frames}))
+    a, b = load_camera_files(p).cameras
+    fx = 40 / np.tan(ax / 2)  # 78.7 px for an 80 px wide image
+    np.testing.assert_allclose(a.intrinsics_for(60, 80), [[fx, 0, 41.0], [0, fx, 30.0], [0, 0, 1]], rtol=1e-12)
+    fy = 30 / np.tan(ay / 2)
+    np.testing.assert_allclose(b.intrinsics_for(60, 80), [[fx, 0, 41.0], [0, fy, 30.0], [0, 0, 1]], rtol=1e-12)
+    # photos uploaded at twice the stated size: the same field of view, twice the pixels
+    np.testing.assert_allclose(a.intrinsics_for(120, 160), [[2 * fx, 0, 82.0], [0, 2 * fx, 60.0], [0, 0, 1]],
+                               rtol=1e-12)
+    # the field of view really spans the image: the left edge's ray is angle_x / 2 off the axis
+    K = a.intrinsics_for(60, 80)
+    assert np.arctan((K[0, 2] - 0) / K[0, 0]) + np.arctan((80 - K[0, 2]) / K[0, 0]) == pytest.approx(ax, abs=2e-3)
+
+
+def test_transforms_field_of_view_without_size_non_square(tmp_path):
+    """No ``w``/``h``: the angles apply to the photo at whatever size it has, x across the width."""
+    ax, ay = 0.8, 0.5
+    frames = [{"file_path": "a", "transform_matrix": np.eye(4).tolist()},
+              {"file_path": "b", "transform_matrix": np.eye(4).tolist(), "camera_angle_y": ay}]
+    p = tmp_path / "transforms.json"
+    p.write_text(json.dumps({"camera_angle_x": ax, "frames": frames}))
+    a, b = load_camera_files(p).cameras
+    fx = 50 / np.tan(ax / 2)  # a 100 × 40 photo
+    np.testing.assert_allclose(a.intrinsics_for(40, 100), [[fx, 0, 50], [0, fx, 20], [0, 0, 1]], rtol=1e-12)
+    np.testing.assert_allclose(b.intrinsics_for(40, 100), [[fx, 0, 50], [0, 20 / np.tan(ay / 2), 20], [0, 0, 1]],
+                               rtol=1e-12)
+
+
 def test_transforms_distortion_warns_and_fisheye_refused(tmp_path):
     cams = make_cameras(2)
     frames = [{"file_path": n, "transform_matrix": (c2w @ GL_TO_CV).tolist()} for n, c2w, *_ in cams]

@@ -71,6 +71,53 @@ def test_normalisation_batched():
     assert torch.allclose(ctx[0], single, atol=1e-6)
 
 
+def random_rig(n: int, seed: int) -> torch.Tensor:
+    """(n, 4, 4) cameras with general rotations (roll, pitch and yaw) and spread-out centres."""
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.nn.functional.normalize(torch.randn(n, 4, generator=gen, dtype=torch.float64), dim=-1)
+    w, x, y, z = q.unbind(-1)
+    R = torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                     2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                     2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).reshape(n, 3, 3)
+    T = torch.eye(4, dtype=torch.float64).repeat(n, 1, 1)
+    T[:, :3, :3], T[:, :3, 3] = R, torch.randn(n, 3, generator=gen, dtype=torch.float64) * 3 + 5
+    return T
+
+
+@pytest.mark.parametrize("quirk", [False, True])
+def test_normalisation_of_a_general_rig(quirk):
+    """Any rig: the mean camera becomes the identity, the relative poses keep their rotations and
+    scale their baselines by one factor, targets move with the context, and every element of a
+    batch is normalised on its own."""
+    rigs = torch.stack([random_rig(4, seed) for seed in range(3)])  # (3, 4, 4, 4)
+    targets = torch.stack([random_rig(2, 10 + seed) for seed in range(3)])
+    ctx, tgt, T = normalize_poses(rigs, targets, scale_before_recentre=quirk)
+    for b in range(3):
+        single_ctx, single_tgt, single_T = normalize_poses(rigs[b], targets[b], scale_before_recentre=quirk)
+        torch.testing.assert_close(ctx[b], single_ctx)
+        torch.testing.assert_close(tgt[b], single_tgt)
+        torch.testing.assert_close(T[b], single_T)
+        # the mean camera is the identity (mean position 0, mean forward +z, mean down +y)
+        torch.testing.assert_close(average_pose(ctx[b]), torch.eye(4, dtype=torch.float64), atol=1e-9, rtol=0)
+        # one scale: from the re-centred translations (largest coordinate 1), or the raw ones (quirk)
+        recentred = torch.linalg.inv(average_pose(rigs[b])) @ rigs[b]
+        s = 1 / (rigs[b] if quirk else recentred)[:, :3, 3].abs().max()
+        if not quirk:
+            assert float(ctx[b, :, :3, 3].abs().max()) == pytest.approx(1.0)
+        for i in range(4):
+            for j in range(4):
+                rel_old = torch.linalg.inv(rigs[b, i]) @ rigs[b, j]
+                rel_new = torch.linalg.inv(ctx[b, i]) @ ctx[b, j]
+                torch.testing.assert_close(rel_new[:3, :3], rel_old[:3, :3], atol=1e-9, rtol=0)
+                torch.testing.assert_close(rel_new[:3, 3], s * rel_old[:3, 3], atol=1e-9, rtol=0)
+        # the transform maps old cameras (context and target) onto new ones: positions exactly,
+        # rotations up to the scale it carries
+        for old, new in ((rigs[b], ctx[b]), (targets[b], tgt[b])):
+            moved = T[b] @ old
+            torch.testing.assert_close(moved[:, :3, 3], new[:, :3, 3], atol=1e-9, rtol=0)
+            torch.testing.assert_close(moved[:, :3, :3] / s, new[:, :3, :3], atol=1e-9, rtol=0)
+
+
 def test_resize_crop_re10k_sizes():
     (rh, rw), (top, left) = resize_crop_params((360, 640), (256, 256))
     assert (rh, rw) == (256, 455) and (top, left) == (0, 99)

@@ -104,6 +104,33 @@ def test_read_block_matches_authors_layout(official):
     assert torch.allclose(ours, _authors_read_attention(sd, 2, x, ctx, s), atol=1e-5)
 
 
+def _authors_self_block(sd, i, x):
+    """The self block written from SPEC in the authors' key names: x + proj(attn(LN(x))) with the
+    fused qkv output laid out (3, heads, head_dim), q/k RMS-normalised per head; then x + MLP(x)."""
+    p = f"processor.blocks.{i}."
+    B, N, D = x.shape
+    h = D // 64
+    qkv = F.linear(F.layer_norm(x, (D,), sd[p + "attn.norm.weight"], eps=1e-5), sd[p + "attn.qkv.weight"])
+    q, k, v = (qkv[..., j * D : (j + 1) * D].reshape(B, N, h, 64).transpose(1, 2) for j in range(3))
+    q = F.rms_norm(q, (64,), sd[p + "attn.q_norm.weight"], 1e-5)
+    k = F.rms_norm(k, (64,), sd[p + "attn.k_norm.weight"], 1e-5)
+    o = reference_attention(q, k, v).transpose(1, 2).reshape(B, N, D)
+    x = x + F.linear(o, sd[p + "attn.proj.weight"])
+    hidden = F.gelu(F.linear(F.layer_norm(x, (D,), sd[p + "mlp.norm.weight"], eps=1e-5), sd[p + "mlp.fc1.weight"]))
+    return x + F.linear(hidden, sd[p + "mlp.fc2.weight"])
+
+
+def test_self_block_matches_authors_layout(official):
+    kind, sd, path = official
+    model = ILRM.from_official_checkpoint(path)
+    torch.manual_seed(1)
+    x = torch.randn(2, 12, WIDTH)
+    for i in (1, 3):  # odd blocks are self blocks
+        with torch.no_grad():
+            ours = model.blocks[i](x)
+        assert torch.allclose(ours, _authors_self_block(sd, i, x), atol=1e-5), i
+
+
 def test_head_maps_to_decoder(official):
     kind, sd, path = official
     model = ILRM.from_official_checkpoint(path)
@@ -193,14 +220,21 @@ def test_from_pretrained_offline_hub_cache(tmp_path):
     code = (
         "import sys, torch; from ilrm import ILRM; "
         "m = ILRM.from_pretrained('someone/ilrm-test', cache_dir=sys.argv[1], revision=sys.argv[2]); "
+        "torch.save(m.state_dict(), sys.argv[3]); "
         "print(m.config.depth, float(sum(p.sum() for p in m.parameters())))"
     )
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     for rev in ("main", sha):
-        r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cache"), rev], capture_output=True, text=True, env=env)
+        dump = tmp_path / f"loaded_{rev}.pt"
+        r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cache"), rev, str(dump)], capture_output=True,
+                           text=True, env=env)
         assert r.returncode == 0, r.stderr
         depth, total = r.stdout.split()
         assert int(depth) == 2
         assert abs(float(total) - float(sum(p.detach().sum() for p in model.parameters()))) < 1e-3
+        # every tensor, by name, bit for bit (a sum misses swapped or permuted weights)
+        loaded, saved = torch.load(dump, weights_only=True), model.state_dict()
+        assert list(loaded) == list(saved)
+        assert all(torch.equal(loaded[k], saved[k]) for k in saved), [k for k in saved if not torch.equal(loaded[k], saved[k])]
     local = ILRM.from_pretrained(tmp_path / "local")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), local.state_dict().values()))

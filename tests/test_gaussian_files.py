@@ -103,6 +103,54 @@ def test_load_ply_from_other_writers(tmp_path, text, byte_order):
     assert_same(load_ply(path), load_ply(out))
 
 
+def test_load_ply_of_an_inria_style_file(tmp_path):
+    """A file as the INRIA trainer writes it, built with plyfile rather than save_ply: rotations not
+    normalised (here ×3), f_rest channel-major (all red coefficients, then green, then blue),
+    activations stored raw (logit opacity, log scale)."""
+    n, k = 6, 4  # SH degree 1
+    rng = np.random.default_rng(3)
+    q = rng.normal(size=(n, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    sh = rng.normal(size=(n, k, 3)).astype(np.float32)  # (N, coefficient, channel)
+    means = rng.normal(size=(n, 3)).astype(np.float32)
+    log_scales = rng.normal(size=(n, 3)) - 3
+    logit_opacity = rng.normal(size=n)
+    props = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+    props += [f"f_rest_{i}" for i in range(3 * (k - 1))] + ["opacity", "scale_0", "scale_1", "scale_2"]
+    props += ["rot_0", "rot_1", "rot_2", "rot_3"]
+    v = np.zeros(n, dtype=[(name, "f4") for name in props])
+    for i, axis in enumerate("xyz"):
+        v[axis] = means[:, i]
+        v[f"scale_{i}"] = log_scales[:, i]
+    for c in range(3):
+        v[f"f_dc_{c}"] = sh[:, 0, c]
+        for j in range(k - 1):  # INRIA: features_rest (N, K-1, 3) transposed to (N, 3, K-1), flattened
+            v[f"f_rest_{c * (k - 1) + j}"] = sh[:, 1 + j, c]
+    for i in range(4):
+        v[f"rot_{i}"] = 3 * q[:, i]
+    v["opacity"] = logit_opacity
+    path = tmp_path / "inria.ply"
+    PlyData([PlyElement.describe(v, "vertex")]).write(str(path))
+
+    g = load_ply(path)
+    np.testing.assert_allclose(g.quats[0].numpy(), q, atol=1e-6)  # unit length again
+    np.testing.assert_array_equal(g.sh[0].numpy(), sh)
+    np.testing.assert_array_equal(g.means[0].numpy(), means)
+    np.testing.assert_allclose(g.scales[0].numpy(), np.exp(log_scales), rtol=1e-6)
+    np.testing.assert_allclose(g.opacities[0].numpy(), 1 / (1 + np.exp(-logit_opacity)), rtol=1e-6)
+    # what a viewer draws from it: the same as from the unit quaternions
+    from ilrm.gaussians import quat_to_rotmat
+
+    unit = torch.from_numpy(q).float()
+    torch.testing.assert_close(quat_to_rotmat(g.quats[0]), quat_to_rotmat(unit), atol=1e-6, rtol=0)
+    # and it round-trips through our writer in the same layout
+    save_ply(tmp_path / "again.ply", g)
+    again = PlyData.read(str(tmp_path / "again.ply"))["vertex"]
+    for name in props:
+        expected = v[name] / 3 if name.startswith("rot_") else v[name]
+        np.testing.assert_allclose(again[name], expected, atol=2e-6, err_msg=name)
+
+
 def test_load_ply_rejects_bad_files(tmp_path):
     bad = tmp_path / "bad.ply"
     bad.write_bytes(b"hello")

@@ -37,6 +37,25 @@ def test_psnr_of_known_mse():
     np.testing.assert_allclose(psnr(torch.from_numpy(render), torch.from_numpy(target)), psnr(render, target))
 
 
+def test_psnr_is_over_pixels_and_channels():
+    """-10·log10 of the MSE over all pixels *and* channels, not a mean of per-channel or per-pixel
+    PSNRs, nor of the mean error: errors in one channel, and errors that vary over the image."""
+    from ilrm.training.losses import psnr_per_image
+
+    target = np.full((2, 3, 6, 8), 0.5, dtype=np.float32)
+    render = target.copy()
+    render[0, 0] += 0.1  # red only: MSE = 0.01 / 3 → 24.77 dB (mean of per-channel PSNRs: inf)
+    render[1, 0, :, :4] += 0.2  # left half of red: MSE = 0.04 / 6 → 21.76 dB
+    render[1, 2, :3] -= 0.4  # top half of blue: + 0.16 / 6
+    render[1, 1] += np.linspace(-0.3, 0.3, 8, dtype=np.float32)  # a ramp across green
+    ramp = np.linspace(-0.3, 0.3, 8, dtype=np.float64)
+    mse1 = (0.04 * 0.5 + 0.16 * 0.5 + np.mean(ramp**2)) / 3
+    expected = [-10 * np.log10(0.01 / 3), -10 * np.log10(mse1)]
+    np.testing.assert_allclose(psnr(render, target), expected, rtol=0, atol=1e-4)
+    got = psnr_per_image(torch.from_numpy(render), torch.from_numpy(target)).double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-3)  # the training log's PSNR agrees
+
+
 def test_psnr_clips_render_to_unit_range():
     target = np.zeros((2, 3, 4, 4), dtype=np.float32)
     target[1] = 0.9
