@@ -106,6 +106,7 @@ _TRAIN_HELP = {
     "sizes": "procedural: each step draws its image size from these HxW, e.g. 256x256 256x448",
     "camera_aug": "procedural: random zoom (0.8-1.25) and principal-point offset (±5 %) per scene visit",
     "photometric_aug": "exposure, white balance, tone curve (all views); noise and JPEG (inputs only)",
+    "scene_style": "procedural training scenes: 1 (original rooms) or 2 (varied lighting, shapes, layouts)",
     "prefetch": "batches ray-cast ahead on a side CUDA stream by a background thread (0: inline)",
     "init_from": "start from a segment/ (or final/) weights folder: fresh optimiser, schedule continues",
     "rewarm_steps": "with --init-from: linear lr re-warm over this many steps",

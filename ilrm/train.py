@@ -169,6 +169,7 @@ class TrainConfig(JsonConfig):
     sizes: tuple[str, ...] | None = None
     camera_aug: bool = False
     photometric_aug: bool = False
+    scene_style: int = 1  # procedural training scenes (ProceduralConfig.scene_style); held-out scenes stay style 1
     prefetch: int = 2
     # segments: start from exported weights (a previous segment's ``segment/`` folder) with a fresh
     # optimiser, re-warmed over ``rewarm_steps``; the step, samples seen, time and log continue
@@ -586,7 +587,7 @@ def _train(cfg: TrainConfig, dist: DistInfo, resume: str | Path | None, progress
         data_device = str(dist.device)
     stream = build_train_stream(
         cfg.data,
-        cfg.procedural_config(),
+        dataclasses.replace(cfg.procedural_config(), scene_style=cfg.scene_style),
         layout,
         start_step=start_step,
         end_step=cfg.steps,
