@@ -8,6 +8,30 @@ room like a handheld phone: a smooth spline through random waypoints that keeps 
 furniture, ~1.5 m high, looking roughly along the walking direction with slow yaw turns and small
 pitch/roll wobble; frames are spaced ``frame_spacing`` metres apart along the path.
 
+``ProceduralConfig.scene_style`` picks the generator. Style 1 (the default, used by the held-out
+benchmarks) is the above, lit by one point light, a fill and ambient, without shadows. Style 2 varies
+what style 1 keeps fixed, so that a model trained on it sees more of what real photos show:
+
+- rooms: ordinary, long and narrow (aspect 2-4), large high halls (up to 12 m, 4.2 m high), small
+  low rooms; layouts open (a few large pieces), normal or cluttered (many smaller pieces, several
+  items per table top, things on the floor), within a primitive budget that bounds render time;
+- furniture: cabinets with boxes stacked on them, piles of boxes, tables with thin square or round
+  legs, round pedestal tables, chairs, sofas, bookshelves with rows of books, wardrobes, beds,
+  counters, floor lamps with glowing shades, potted plants, spheres and cylinders from thin poles to
+  floor-to-ceiling columns; windows, doors, wall shelves with books, pictures, rugs;
+- textures: the style 1 patterns plus parquet, mosaic, plaid, weave, terrazzo, concrete, damask,
+  plain lacquer (near-black to pale), foliage, and window and book-spine images;
+- lighting (:mod:`ilrm.data.raycast` model 2): 1-3 point lights (a ceiling light, usually under a
+  pendant shade, plus floor lamps, more ceiling lights or wall sconces) with warm to cool white or
+  tinted colours and their own fall-off ranges, a skylight fill and often sunlight through the
+  windows (sun patches), coloured ambient tinted by the walls with extra bounce onto the ceiling,
+  darkened room edges and corners, highlights on glossy materials, emissive windows and shades, hard
+  shadows of the ceiling light in most rooms; then a camera-like white balance and auto exposure.
+
+Style 2 draws from its own random streams (layout, lights, surface properties), so style 1 scenes
+are bit-identical to those from before style 2 existed; a style 2 scene has nothing in common with
+the style 1 scene of the same seed.
+
 Ground-truth images are ray-cast exactly (:mod:`ilrm.data.raycast`), not rendered by the splatting
 renderer the model is judged with. Seeds ``[0, TRAIN_SEED_LIMIT)`` are training scenes; the held-out
 test set is ``[TEST_SEED_START, TEST_SEED_START + n)``. Scene layout, textures, trajectory and view
@@ -32,16 +56,20 @@ from ..cameras import Views, normalize_poses
 from ..errors import ILRMInputError
 from .example import Example, collate
 from .raycast import RoomGeometry, render_views
-from .textures import MATERIAL_PHOTOS, PICTURE_PHOTOS, make_texture
+from .textures import MATERIAL_PHOTOS, PICTURE_PHOTOS, make_texture, random_colour
 
 TRAIN_SEED_LIMIT = 10**9  # training scenes are seeds [0, TRAIN_SEED_LIMIT)
 TEST_SEED_START = TRAIN_SEED_LIMIT  # held-out scenes are seeds [TEST_SEED_START, TEST_SEED_START + n)
 NUM_TEST_SCENES = 100  # default size of the held-out set
 DEFAULT_TRAIN_SCENES = 10**6  # default length of the training split (any window of the range works)
 PLACEMENTS = ("between", "random", "beyond")
+SCENE_STYLES = (1, 2)  # see ProceduralConfig.scene_style
 
 # Random streams per scene: RandomState([seed, stream]) (RandomState: numpy keeps its output fixed).
 _STREAM_LAYOUT, _STREAM_PATH, _STREAM_VIEWS, _STREAM_TEXTURE0 = 1, 2, 3, 1000
+# Style 2 only (style 1 never draws from these, so its scenes stay as they were): room and furniture,
+# lights, per-texture surface properties (highlights, emission).
+_STREAM_LAYOUT2, _STREAM_LIGHT2, _STREAM_SURFACE2 = 7, 8, 9
 
 
 @dataclass(frozen=True)
@@ -66,6 +94,12 @@ class ProceduralConfig:
     max_objects: upper bound on furniture pieces (tables and sofas count once; rooms get about one
         per 4 m² of floor).
     supersample: rays per pixel per axis (1 = fast; 2-3 antialias geometric edges).
+    scene_style: which scene generator :func:`make_scene` uses. 1 (default): the original rooms,
+        one white-ish point light, no shadows (the held-out benchmarks are style 1 and must not
+        change). 2: more varied rooms: room shapes (long rooms, halls, small rooms), open or
+        cluttered layouts, more furniture shapes and textures, windows, coloured lights with
+        shadows, highlights and darkened corners (see the module docstring). Style 2 scenes of a
+        seed are unrelated to style 1 scenes of the same seed.
     """
 
     height: int = 256
@@ -80,6 +114,7 @@ class ProceduralConfig:
     photo_textures: bool = True
     max_objects: int = 16
     supersample: int = 1
+    scene_style: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "context_gap", tuple(int(g) for g in self.context_gap))
@@ -100,6 +135,8 @@ class ProceduralConfig:
             raise ILRMInputError(f"texture_size must be a power of two >= 8, got {t}")
         if self.frame_spacing <= 0 or self.supersample < 1 or self.max_objects < 0:
             raise ILRMInputError("frame_spacing must be > 0, supersample >= 1 and max_objects >= 0")
+        if self.scene_style not in SCENE_STYLES:
+            raise ILRMInputError(f"scene_style must be one of {SCENE_STYLES}, got {self.scene_style!r}")
 
 
 @dataclass
@@ -176,7 +213,99 @@ _TILE = {
     "marble": (0.6, 2.0),
     "noise": (0.5, 2.0),
     "photo": (0.5, 1.5),
+    # Patterns that only style 2 picks.
+    "parquet": (0.8, 2.0),
+    "mosaic": (0.3, 1.0),
+    "plaid": (0.3, 1.2),
+    "weave": (0.1, 0.4),
+    "terrazzo": (0.6, 2.0),
+    "concrete": (1.0, 3.0),
+    "damask": (0.4, 1.2),
+    "lacquer": (1.0, 3.0),
+    "foliage": (0.2, 0.6),
 }
+# Style 2 materials: the style 1 tables plus the new patterns, and plain coats ("lacquer", from
+# near-black to pale) that real furniture and walls often have.
+_FLOOR2 = {
+    "wood": 3.0,
+    "parquet": 2.0,
+    "tiles": 1.5,
+    "carpet": 1.2,
+    "marble": 0.8,
+    "terrazzo": 0.8,
+    "concrete": 0.8,
+    "mosaic": 0.4,
+    "checker": 0.4,
+    "plaster": 0.3,
+    "photo": 0.4,
+}
+_WALL2 = {
+    "paint": 4.0,
+    "plaster": 2.0,
+    "lacquer": 0.8,
+    "concrete": 0.8,
+    "stripes": 0.8,
+    "damask": 0.8,
+    "bricks": 0.8,
+    "dots": 0.4,
+    "tiles": 0.4,
+    "wood": 0.4,
+    "mosaic": 0.2,
+    "marble": 0.2,
+    "plaid": 0.1,
+}
+_CEILING2 = {"paint": 5.0, "plaster": 2.0, "concrete": 0.6, "wood": 0.5, "tiles": 0.3}
+_OBJECT2 = {
+    "lacquer": 2.5,
+    "wood": 2.0,
+    "photo": 2.0,
+    "noise": 1.0,
+    "marble": 0.8,
+    "checker": 0.6,
+    "stripes": 0.6,
+    "terrazzo": 0.5,
+    "gradient": 0.4,
+    "tiles": 0.4,
+    "concrete": 0.4,
+    "dots": 0.4,
+    "plaid": 0.4,
+    "weave": 0.4,
+    "mosaic": 0.3,
+    "bricks": 0.2,
+}
+_FABRIC2 = {
+    "weave": 2.0,
+    "noise": 1.5,
+    "carpet": 1.5,
+    "lacquer": 1.2,
+    "plaid": 1.0,
+    "stripes": 0.7,
+    "checker": 0.4,
+    "dots": 0.4,
+    "damask": 0.3,
+    "photo": 0.4,
+}
+_FRAME2 = {"wood": 3.0, "lacquer": 2.0, "parquet": 0.3, "marble": 0.3, "concrete": 0.2}  # furniture frames
+_SHADE2 = {"lacquer": 2.0, "weave": 1.0, "plaster": 1.0, "paint": 1.0}  # lamp shades
+_POT2 = {"lacquer": 2.0, "terrazzo": 1.0, "concrete": 1.0, "marble": 0.5, "mosaic": 0.3}
+_FOLIAGE2 = {"foliage": 1.0}
+# Highlight strength range per texture kind (style 2): polished stone, glaze and lacquer shine,
+# fabric and plaster do not. Kinds not listed get _GLOSS_DEFAULT.
+_GLOSS = {
+    "marble": (0.2, 0.6),
+    "tiles": (0.2, 0.5),
+    "mosaic": (0.2, 0.5),
+    "lacquer": (0.05, 0.6),
+    "terrazzo": (0.1, 0.4),
+    "wood": (0.03, 0.3),
+    "parquet": (0.05, 0.35),
+    "picture": (0.1, 0.3),  # glass in front of a print
+    "window": (0.1, 0.3),
+    "checker": (0.0, 0.25),
+    "gradient": (0.0, 0.25),
+    "foliage": (0.0, 0.15),
+}
+_GLOSS_DEFAULT = (0.0, 0.05)
 
 
 class _Materials:
@@ -196,7 +325,8 @@ class _Materials:
         name = names[self.rng.choice(len(names), p=w / w.sum())]
         tile = self.rng.uniform(*_TILE[name]) * scale
         if name == "photo":
-            pool = MATERIAL_PHOTOS + PICTURE_PHOTOS if table is not _FLOOR else MATERIAL_PHOTOS
+            floor = table is _FLOOR or table is _FLOOR2
+            pool = MATERIAL_PHOTOS if floor else MATERIAL_PHOTOS + PICTURE_PHOTOS
             photo = pool[self.rng.randint(len(pool))]
             name = f"photo:{photo}" if self.photos else "noise"
         return self._add(name), tile
@@ -204,6 +334,10 @@ class _Materials:
     def picture(self) -> int:
         photo = PICTURE_PHOTOS[self.rng.randint(len(PICTURE_PHOTOS))]
         return self._add(f"picture:{photo}" if self.photos else "noise")
+
+    def named(self, kind: str) -> int:
+        """A new texture of the given kind (e.g. "window", "books": images shown once)."""
+        return self._add(kind)
 
 
 # ---- camera path -----------------------------------------------------------------------------
@@ -375,10 +509,13 @@ class _Layout:
         self.boxes.append((np.asarray(center, float), np.asarray(half, float), float(yaw), tex, tile, uvoff))
 
 
-def _random_floor_spot(rng: np.random.RandomState, layout: _Layout, half_xy: np.ndarray) -> tuple[np.ndarray, float]:
-    """A centre (3,) on the floor and a yaw: against a random wall (back to it) or anywhere."""
+def _random_floor_spot(
+    rng: np.random.RandomState, layout: _Layout, half_xy: np.ndarray, p_wall: float = 0.55
+) -> tuple[np.ndarray, float]:
+    """A centre (3,) on the floor and a yaw: against a random wall (back to it, with probability
+    ``p_wall``) or anywhere."""
     lo, hi = layout.room_min, layout.room_max
-    if rng.rand() < 0.55:
+    if rng.rand() < p_wall:
         wall = rng.randint(4)
         gap = rng.uniform(0.01, 0.1)
         if wall < 2:  # x walls: the object's local y axis runs along the wall
@@ -580,52 +717,702 @@ def _stack(items: list[tuple], col: int, width: int | None, dtype=torch.float32)
     return torch.tensor(np.array([np.asarray(it[col], dtype=np.float64) for it in items]), dtype=dtype)
 
 
+# ---- style 2: varied rooms, furniture and lighting ----------------------------------------------
+
+# Layout modes (style 2): pieces per 4 m² of floor, size scale of the pieces, (min, max) small items
+# per cabinet/table top and (min, max) small items on the floor. Open rooms have a few large pieces,
+# cluttered ones many small things.
+_MODES2 = {
+    "open": ((0.3, 0.6), (1.0, 1.25), (0, 1), (0, 0)),
+    "normal": ((0.7, 1.2), (0.8, 1.1), (0, 2), (0, 3)),
+    "cluttered": ((1.2, 2.0), (0.55, 0.9), (1, 3), (3, 8)),
+}
+_KINDS2 = {  # furniture piece: weight
+    "cabinet": 2.5,
+    "table": 1.5,
+    "chair": 1.2,
+    "sofa": 1.0,
+    "plant": 1.0,
+    "sphere": 1.0,
+    "cylinder": 1.0,
+    "bookshelf": 0.9,
+    "stack": 0.8,
+    "round_table": 0.8,
+    "floor_lamp": 0.8,
+    "wardrobe": 0.6,
+    "bed": 0.5,
+    "counter": 0.5,
+}
+_AGAINST_WALL2 = {"bookshelf": 0.95, "wardrobe": 0.95, "bed": 0.95, "counter": 0.9, "sofa": 0.8, "cabinet": 0.6}
+# At most this many primitives per room (the pendant shade may add one): ray-casting cost grows
+# linearly with the count. With it, style 2 averages ~37 primitives against style 1's ~31 and, with
+# the shadow rays, renders in ~1.3× style 1's time on the CPU.
+_PRIMITIVE_BUDGET2 = 50
+
+
+class _Builder:
+    """Adds style 2 furniture to a layout. Parts are given in a piece's frame (origin on the floor at
+    the piece's centre, rotated by its yaw); materials are (tex, tile, uvoff)."""
+
+    def __init__(self, rng: np.random.RandomState, layout: _Layout, mats: _Materials) -> None:
+        self.rng, self.layout, self.mats = rng, layout, mats
+        self.shared: dict[str, tuple[int, float]] = {}
+        self.tops: list[tuple[np.ndarray, np.ndarray, float]] = []  # (top centre, half xy, yaw)
+        self.lamps: list[np.ndarray] = []  # centres of floor-lamp shades (where a light may go)
+        self.emissive: dict[int, str] = {}  # texture index -> "window" or "shade"
+        self.windows: list[tuple[int, float, float, float, float]] = []  # (wall, a0, a1, z0, z1)
+        self.spans: list[tuple[int, float, float, float, float]] = []  # occupied wall rectangles
+
+    @property
+    def count(self) -> int:
+        """Primitives placed so far."""
+        return len(self.layout.boxes) + len(self.layout.spheres) + len(self.layout.cylinders)
+
+    def room_for(self, parts: int) -> bool:
+        return self.count + parts <= _PRIMITIVE_BUDGET2
+
+    def material(self, table: dict[str, float], scale: float = 1.0, share: float = 0.0, key: str = "") -> tuple:
+        """A texture from ``table``; with probability ``share`` the room's earlier texture under ``key``
+        instead (matching furniture, and fewer textures to generate)."""
+        if key and key in self.shared and self.rng.rand() < share:
+            tex, tile = self.shared[key]
+        else:
+            tex, tile = self.mats.pick(table, scale)
+            if key:
+                self.shared.setdefault(key, (tex, tile))
+        return tex, (tile, tile), _uvoff(self.rng)
+
+    def box(self, center: np.ndarray, yaw: float, off, half, mat: tuple) -> None:
+        self.layout.box(_local_to_world(center, yaw, np.asarray(off, float)), half, yaw, *mat)
+
+    def cylinder(self, center: np.ndarray, yaw: float, off, r: float, hh: float, mat: tuple) -> None:
+        tex, (_, tile), uv = mat
+        n_u = max(1, round(2 * math.pi * r / tile))  # whole repeats around: no seam
+        pos = _local_to_world(center, yaw, np.asarray(off, float))
+        self.layout.cylinders.append((pos, r, hh, tex, (2 * math.pi * r / n_u, tile), uv))
+
+    def sphere(self, pos: np.ndarray, r: float, mat: tuple) -> None:
+        tex, (_, tile), uv = mat
+        n_u = max(1, round(2 * math.pi * r / tile))
+        self.layout.spheres.append((np.asarray(pos, float), r, tex, (2 * math.pi * r / n_u, tile), uv))
+
+    def wall_free(self, wall: int, a0: float, a1: float, z0: float, z1: float) -> bool:
+        """No door, window or picture already covers this rectangle of the wall (5 cm apart)."""
+        return all(
+            w != wall or a1 + 0.05 < b0 or b1 + 0.05 < a0 or z1 + 0.05 < y0 or y1 + 0.05 < z0
+            for w, b0, b1, y0, y1 in self.spans
+        )
+
+
+def _log_uniform(rng: np.random.RandomState, lo: float, hi: float) -> float:
+    """Log-uniform in [lo, hi]: as many small as large sizes."""
+    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+
+def _piece_half(rng: np.random.RandomState, kind: str, height: float, k: float) -> np.ndarray:
+    """Half extents (along the wall, away from it, vertical) of a style 2 piece's bounding box."""
+    U = rng.uniform
+    if kind == "cabinet":
+        return np.array([U(0.2, 0.8) * k, U(0.2, 0.45) * k, U(0.2, min(0.9, height / 2 - 0.2)) * k])
+    if kind == "stack":
+        return np.array([U(0.2, 0.45) * k, U(0.2, 0.4) * k, 0.0])
+    if kind == "table":
+        return np.array([U(0.4, 0.95) * k, U(0.3, 0.55) * k, U(0.36, 0.4)])
+    if kind == "round_table":
+        r = U(0.3, 0.6) * k
+        return np.array([r, r, U(0.36, 0.4)])
+    if kind == "chair":
+        w = U(0.2, 0.27)
+        return np.array([w, w, 0.45])
+    if kind == "sofa":
+        return np.array([U(0.7, 1.25) * k, U(0.4, 0.5), 0.45])
+    if kind == "bookshelf":
+        return np.array([U(0.35, 0.9) * k, U(0.14, 0.2), min(U(0.8, 1.1), height / 2 - 0.15)])
+    if kind == "wardrobe":
+        return np.array([U(0.4, 1.0) * k, U(0.28, 0.33), min(U(0.85, 1.1), height / 2 - 0.1)])
+    if kind == "bed":
+        return np.array([U(0.45, 0.9), U(0.95, 1.05), 0.3])
+    if kind == "counter":
+        return np.array([U(0.6, 1.5) * k, U(0.28, 0.33), 0.46])
+    if kind == "floor_lamp":
+        r = U(0.15, 0.25)
+        return np.array([r, r, min(U(0.65, 0.85), height / 2 - 0.35)])
+    if kind == "plant":
+        r = U(0.12, 0.3) * k
+        return np.array([1.5 * r, 1.5 * r, r])  # foliage up to 1.5× the pot radius
+    if kind == "sphere":
+        r = _log_uniform(rng, 0.08, 0.6)
+        return np.array([r, r, r])
+    r = _log_uniform(rng, 0.05, 0.45)  # cylinder: a thin pole to a wide drum, sometimes a column
+    hh = height / 2 - 0.001 if rng.rand() < 0.2 else U(0.1, min(1.1, height / 2 - 0.05))
+    return np.array([r, r, hh])
+
+
+_PARTS2 = {  # primitives of each piece at most (for the budget)
+    "cabinet": 2,
+    "stack": 4,
+    "table": 5,
+    "round_table": 3,
+    "chair": 6,
+    "sofa": 4,
+    "bookshelf": 12,
+    "wardrobe": 1,
+    "bed": 5,
+    "counter": 2,
+    "floor_lamp": 3,
+    "plant": 3,
+    "sphere": 1,
+    "cylinder": 1,
+}
+
+
+def _build_piece(b: _Builder, kind: str, c: np.ndarray, half: np.ndarray, yaw: float, height: float) -> None:
+    """Add the primitives of one style 2 piece standing on the floor at ``c`` (3,)."""
+    rng, U = b.rng, b.rng.uniform
+    if kind == "cabinet":
+        mat = b.material(_OBJECT2, U(0.4, 1.0), 0.3, "cabinet")
+        b.box(c, yaw, [0, 0, half[2]], half, mat)
+        top = 2 * half[2]
+        if rng.rand() < 0.35 and top < height - 0.9:  # a smaller box stacked on it
+            h2 = np.array([half[0] * U(0.5, 0.95), half[1] * U(0.6, 0.95), U(0.1, 0.35)])
+            off = [U(-1, 1) * (half[0] - h2[0]), U(-1, 1) * (half[1] - h2[1]), top + h2[2]]
+            b.box(c, yaw, off, h2, b.material(_OBJECT2, U(0.4, 1.0), 0.5, "cabinet"))
+            b.tops.append((_local_to_world(c, yaw, np.array([off[0], off[1], top + 2 * h2[2]])), h2[:2], yaw))
+        else:
+            b.tops.append((c + [0, 0, top], half[:2], yaw))
+    elif kind == "stack":  # moving boxes, each a little smaller and turned
+        z = 0.0
+        for i in range(rng.randint(2, 5)):
+            h = np.array([half[0] * U(0.6, 1.0), half[1] * U(0.6, 1.0), U(0.1, 0.25)]) * (0.85**i)
+            if z + 2 * h[2] > height - 0.6:
+                break
+            turn = U(-0.25, 0.25) if i else 0.0
+            h[:2] /= abs(math.cos(turn)) + abs(math.sin(turn))  # stays inside the claimed footprint
+            b.box(c, yaw + turn, [0, 0, z + h[2]], h, b.material(_OBJECT2, U(0.3, 0.8), 0.7, "stack"))
+            z += 2 * h[2]
+    elif kind == "table":
+        frame = b.material(_FRAME2, U(0.4, 1.0), 0.6, "frame")
+        top_mat = frame if rng.rand() < 0.7 else b.material(_OBJECT2, U(0.4, 1.0))
+        h, t = 2 * half[2], U(0.015, 0.035)
+        b.box(c, yaw, [0, 0, h - t], [half[0], half[1], t], top_mat)
+        leg, inset, round_legs = U(0.012, 0.03), U(0.03, 0.1), rng.rand() < 0.5
+        for sx in (-1, 1):
+            for sy in (-1, 1):
+                off = [sx * (half[0] - inset), sy * (half[1] - inset), (h - 2 * t) / 2]
+                if round_legs:
+                    b.cylinder(c, yaw, off, leg, (h - 2 * t) / 2, frame)
+                else:
+                    b.box(c, yaw, off, [leg, leg, (h - 2 * t) / 2], frame)
+        b.tops.append((c + [0, 0, h], half[:2], yaw))
+    elif kind == "round_table":
+        frame = b.material(_FRAME2, U(0.4, 1.0), 0.6, "frame")
+        r, h, t = half[0], 2 * half[2], U(0.015, 0.03)
+        b.cylinder(c, yaw, [0, 0, h - t], r, t, frame if rng.rand() < 0.6 else b.material(_OBJECT2, U(0.3, 0.8)))
+        b.cylinder(c, yaw, [0, 0, (h - 2 * t) / 2], U(0.025, 0.06), (h - 2 * t) / 2, frame)
+        b.cylinder(c, yaw, [0, 0, 0.012], r * U(0.35, 0.6), 0.012, frame)
+        b.tops.append((c + [0, 0, h], half[:2] * 0.7, yaw))
+    elif kind == "chair":
+        frame = b.material(_FRAME2, U(0.4, 1.0), 0.7, "frame")
+        seat = frame if rng.rand() < 0.5 else b.material(_FABRIC2, U(0.3, 0.8), 0.6, "fabric")
+        w, sh, t = half[0], U(0.42, 0.48), 0.025
+        b.box(c, yaw, [0, 0, sh - t], [w, w, t], seat)
+        bh = U(0.18, 0.3)
+        b.box(c, yaw, [0, -w + 0.02, sh + bh], [w, 0.02, bh], seat)  # the back, at local -y
+        leg, round_legs = U(0.01, 0.022), rng.rand() < 0.5
+        for sx in (-1, 1):
+            for sy in (-1, 1):
+                off = [sx * (w - 0.03), sy * (w - 0.03), (sh - 2 * t) / 2]
+                if round_legs:
+                    b.cylinder(c, yaw, off, leg, (sh - 2 * t) / 2, frame)
+                else:
+                    b.box(c, yaw, off, [leg, leg, (sh - 2 * t) / 2], frame)
+    elif kind == "sofa":
+        mat = b.material(_FABRIC2, U(0.4, 1.0), 0.5, "fabric")
+        seat_h, back_h, arm_h = U(0.38, 0.46), U(0.7, 0.95), U(0.5, 0.68)
+        arm_w, back_d = U(0.1, 0.22), U(0.15, 0.25)
+        for off, h in [
+            ([0, 0, seat_h / 2], [half[0], half[1], seat_h / 2]),
+            ([0, -half[1] + back_d / 2, back_h / 2], [half[0], back_d / 2, back_h / 2]),
+            ([-half[0] + arm_w / 2, 0, arm_h / 2], [arm_w / 2, half[1], arm_h / 2]),
+            ([half[0] - arm_w / 2, 0, arm_h / 2], [arm_w / 2, half[1], arm_h / 2]),
+        ]:
+            b.box(c, yaw, off, h, mat)
+    elif kind == "bookshelf":  # frame, boards and rows of books (one box each, a "books" texture)
+        frame = b.material(_FRAME2, U(0.4, 1.0), 0.5, "frame")
+        w, d, hh = half
+        b.box(c, yaw, [0, -d + 0.01, hh], [w, 0.01, hh], frame)
+        for sx in (-1, 1):
+            b.box(c, yaw, [sx * (w - 0.015), 0, hh], [0.015, d, hh], frame)
+        n = rng.randint(2, 5)
+        pitch = (2 * hh - 0.03) / n
+        spines = [b.mats.named("books") for _ in range(min(2, n))]
+        for i in range(n + 1):
+            b.box(c, yaw, [0, 0, 0.015 + i * pitch], [w - 0.03, d, 0.015], frame)
+            if i < n and rng.rand() < 0.8:
+                rw, rd = (w - 0.03) * U(0.4, 0.95), U(0.08, d - 0.01)
+                rh = min(U(0.09, 0.15), pitch / 2 - 0.02)
+                x = U(-1, 1) * (w - 0.03 - rw)
+                tex = spines[i % len(spines)]
+                b.box(
+                    c,
+                    yaw,
+                    [x, -d + 0.02 + rd, 0.03 + i * pitch + rh],
+                    [rw, rd, rh],
+                    (tex, (2 * rw, 2 * rh), np.array([0.5, 0.5])),
+                )
+    elif kind == "wardrobe":
+        b.box(c, yaw, [0, 0, half[2]], half, b.material(_FRAME2, U(0.5, 1.2), 0.5, "frame"))
+    elif kind == "bed":
+        frame = b.material(_FRAME2, U(0.4, 1.0), 0.5, "frame")
+        w, ln = half[0], half[1]
+        base_h, mat_h = U(0.12, 0.25), U(0.08, 0.14)
+        b.box(c, yaw, [0, 0, base_h / 2], [w, ln, base_h / 2], frame)
+        b.box(
+            c,
+            yaw,
+            [0, 0.02, base_h + mat_h / 2],
+            [w - 0.02, ln - 0.03, mat_h / 2],
+            b.material(_FABRIC2, U(0.3, 0.9), 0.3, "fabric"),
+        )
+        head = U(0.45, 0.6)
+        b.box(c, yaw, [0, -ln + 0.03, head], [w, 0.03, head], frame)  # headboard at local -y
+        pillow = b.material(_FABRIC2, U(0.2, 0.5))
+        n = 1 if w < 0.6 else 2
+        for i in range(n):
+            x = 0.0 if n == 1 else (i - 0.5) * w
+            b.box(c, yaw, [x, -ln + 0.3, base_h + mat_h + 0.05], [min(0.35, 0.8 * w / n), 0.18, 0.05], pillow)
+    elif kind == "counter":
+        b.box(c, yaw, [0, 0, 0.44], [half[0], half[1], 0.44], b.material(_FRAME2, U(0.4, 1.0), 0.4, "frame"))
+        top = b.material({"marble": 2.0, "lacquer": 1.0, "terrazzo": 1.0, "wood": 1.0}, U(0.5, 1.2))
+        b.box(c, yaw, [0, 0.01, 0.9], [half[0] + 0.01, half[1] + 0.01, 0.02], top)
+        b.tops.append((c + [0, 0, 0.92], half[:2], yaw))
+    elif kind == "floor_lamp":  # base, thin pole, glowing shade (a light may go inside it)
+        frame = b.material(_FRAME2, U(0.3, 0.8), 0.5, "frame")
+        r, top = half[0], 2 * half[2]
+        b.cylinder(c, yaw, [0, 0, 0.015], r * U(0.6, 1.0), 0.015, frame)
+        shade_hh = U(0.1, 0.2)
+        b.cylinder(c, yaw, [0, 0, (top - shade_hh) / 2 + 0.015], U(0.008, 0.018), (top - shade_hh) / 2 - 0.015, frame)
+        shade = b.material(_SHADE2, U(0.3, 0.6))
+        b.emissive[shade[0]] = "shade"
+        b.cylinder(c, yaw, [0, 0, top], r, shade_hh, shade)
+        b.lamps.append(c + [0, 0, top])
+    elif kind == "plant":  # pot and one or two balls of leaves
+        r_f = half[0]
+        r_p, pot_hh = r_f / 1.5, U(0.1, 0.3)
+        b.cylinder(c, yaw, [0, 0, pot_hh], r_p, pot_hh, b.material(_POT2, U(0.3, 0.8)))
+        leaves = b.material(_FOLIAGE2, U(0.5, 1.0), 0.7, "foliage")
+        rf = r_f * U(0.8, 1.0)
+        b.sphere(c + [0, 0, 2 * pot_hh + 0.8 * rf], rf, leaves)
+        if rng.rand() < 0.4:
+            r2 = rf * U(0.5, 0.8)
+            b.sphere(c + [U(-0.3, 0.3) * rf, U(-0.3, 0.3) * rf, 2 * pot_hh + 1.5 * rf + 0.5 * r2], r2, leaves)
+    elif kind == "sphere":
+        b.sphere(c + [0, 0, half[0]], half[0], b.material(_OBJECT2, U(0.3, 1.0)))
+    else:
+        b.cylinder(c, yaw, [0, 0, half[2]], half[0], half[2], b.material(_OBJECT2, U(0.3, 1.0)))
+
+
+def _small_item(b: _Builder, spot: np.ndarray, yaw: float, room: float, height: float) -> None:
+    """A small thing standing at ``spot`` (3,) with ``room`` metres of free radius: a ball, a vase or
+    cup, a book or box, or a short stack of them."""
+    rng, U = b.rng, b.rng.uniform
+    size = min(room, _log_uniform(rng, 0.03, 0.2))
+    if spot[2] + 3 * size > height - 0.2:
+        return
+    choice = rng.randint(4)
+    if choice == 0:
+        b.sphere(spot + [0, 0, size], size, b.material(_OBJECT2, U(0.2, 0.6)))
+    elif choice == 1:
+        hh = U(0.5, 2.5) * size
+        b.cylinder(spot, 0.0, [0, 0, hh], size * U(0.4, 1.0), hh, b.material(_OBJECT2, U(0.2, 0.6), 0.3, "small"))
+    else:
+        z = 0.0
+        for _ in range(1 if choice == 2 else rng.randint(2, 4)):
+            h = np.array([size, size * U(0.5, 1.0), U(0.015, 0.08)])
+            b.box(spot, yaw + U(-0.5, 0.5), [0, 0, z + h[2]], h, b.material(_OBJECT2, 0.3, 0.4, "small"))
+            z += 2 * h[2]
+
+
+def _place_furniture_style2(
+    rng: np.random.RandomState, layout: _Layout, mats: _Materials, max_objects: int, height: float, mode: str
+) -> _Builder:
+    """Style 2 furnishing: windows, doors and skirting first (they shape the lighting), then pieces
+    of the layout mode's density and size, small things on their tops and on the floor, wall shelves
+    and pictures, all within the primitive budget. Returns the builder (lamps, windows, emissive
+    textures)."""
+    b = _Builder(rng, layout, mats)
+    U = rng.uniform
+    lo, hi = layout.room_min, layout.room_max
+    density, scale, per_top, on_floor = _MODES2[mode]
+
+    def wall_range(wall: int) -> tuple[float, float]:
+        along = 1 if wall < 2 else 0
+        return lo[along], hi[along]
+
+    for _ in range(rng.choice(4, p=[0.3, 0.35, 0.23, 0.12])):  # windows: sunlight comes through them
+        wall = rng.randint(4)
+        a_lo, a_hi = wall_range(wall)
+        w = min(U(0.7, 2.0), a_hi - a_lo - 0.6)
+        z0 = U(0.5, 1.0)
+        z1 = min(z0 + U(1.0, 1.7), height - 0.15)
+        pos = U(a_lo + 0.3 + w / 2, a_hi - 0.3 - w / 2)
+        if w < 0.5 or z1 - z0 < 0.6 or not b.wall_free(wall, pos - w / 2, pos + w / 2, z0, z1):
+            continue
+        tex = mats.named("window")
+        b.emissive[tex] = "window"
+        _wall_panel(layout, wall, pos, w, (z0 + z1) / 2, z1 - z0, 0.02, tex, (w, z1 - z0), np.array([0.5, 0.5]))
+        b.windows.append((wall, pos - w / 2, pos + w / 2, z0, z1))
+        b.spans.append((wall, pos - w / 2, pos + w / 2, z0, z1))
+    for _ in range(rng.randint(0, 3)):  # doors
+        wall = rng.randint(4)
+        a_lo, a_hi = wall_range(wall)
+        w, h = U(0.75, 1.0), min(U(1.95, 2.15), height - 0.15)
+        if a_hi - a_lo < w + 0.4:
+            continue
+        pos = U(a_lo + 0.2 + w / 2, a_hi - 0.2 - w / 2)
+        if b.wall_free(wall, pos - w / 2, pos + w / 2, 0.0, h):
+            tex, tile = mats.pick(_DOOR)
+            _wall_panel(layout, wall, pos, w, h / 2, h, 0.04, tex, (tile, tile), _uvoff(rng))
+            b.spans.append((wall, pos - w / 2, pos + w / 2, 0.0, h))
+    if rng.rand() < 0.55:  # skirting boards
+        tex, tile = mats.pick(_TRIM)
+        bh = U(0.06, 0.14)
+        for wall in range(4):
+            a_lo, a_hi = wall_range(wall)
+            _wall_panel(
+                layout, wall, 0.5 * (a_lo + a_hi), a_hi - a_lo, bh / 2, bh, 0.015, tex, (tile, tile), _uvoff(rng)
+            )
+
+    area = float(np.prod(hi[:2] - lo[:2]))
+    count = min(max_objects, max(1, round(area / 4 * U(*density))))
+    kinds = list(_KINDS2)
+    weights = np.array([_KINDS2[k] for k in kinds])
+    for _ in range(count):
+        kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
+        if not b.room_for(_PARTS2[kind]):
+            continue
+        k = U(*scale)
+        for _attempt in range(25):
+            half = _piece_half(rng, kind, height, k)
+            center, yaw = _random_floor_spot(rng, layout, half[:2], _AGAINST_WALL2.get(kind, 0.35))
+            round_ = kind in ("sphere", "cylinder", "round_table", "floor_lamp", "plant")
+            if layout.fits(center, half[:2], yaw, round_):
+                break
+        else:
+            continue
+        layout.claim(center, half[:2], round_)
+        _build_piece(b, kind, center, half, yaw, height)
+
+    for top, half_xy, yaw in b.tops:  # small things on cabinets, tables and counters
+        for _ in range(rng.randint(per_top[0], per_top[1] + 1)):
+            if not b.room_for(3):
+                break
+            off = np.array([U(-0.7, 0.7) * half_xy[0], U(-0.7, 0.7) * half_xy[1], 0.0])
+            free = float(min(half_xy[0] - abs(off[0]), half_xy[1] - abs(off[1])))
+            if free > 0.03:
+                _small_item(b, _local_to_world(top, yaw, off), yaw, free, height)
+    for _ in range(rng.randint(on_floor[0], on_floor[1] + 1)):  # clutter on the floor
+        r = _log_uniform(rng, 0.06, 0.25)
+        center, yaw = _random_floor_spot(rng, layout, np.array([r, r]), 0.5)
+        if b.room_for(3) and layout.fits(center, np.array([r, r]), yaw, True):
+            layout.claim(center, np.array([r, r]), True)
+            _small_item(b, center, yaw, r, height)
+
+    for _ in range(rng.randint(0, 4)):  # wall shelves (sometimes with books) and wall cabinets
+        wall = rng.randint(4)
+        a_lo, a_hi = wall_range(wall)
+        w = min(U(0.5, 1.5), a_hi - a_lo - 0.4)
+        board = rng.rand() < 0.5
+        h = U(0.03, 0.05) if board else U(0.3, 0.7)
+        zc = min(U(0.9, 1.9), height - 0.3 - h / 2)
+        pos = U(a_lo + 0.2 + w / 2, a_hi - 0.2 - w / 2)
+        if not (b.room_for(2) and b.wall_free(wall, pos - w / 2, pos + w / 2, zc - h / 2, zc + h / 2 + 0.25)):
+            continue
+        depth = U(0.2, 0.35)
+        _wall_panel(layout, wall, pos, w, zc, h, depth, *b.material(_OBJECT2, U(0.4, 1.0), 0.5, "frame"))
+        b.spans.append((wall, pos - w / 2, pos + w / 2, zc - h / 2, zc + h / 2 + (0.25 if board else 0.0)))
+        if board and rng.rand() < 0.6:
+            rw, rh = w * U(0.25, 0.45), U(0.08, 0.12)
+            shift = U(-1, 1) * (w / 2 - rw)
+            _wall_panel(
+                layout,
+                wall,
+                pos + shift,
+                2 * rw,
+                zc + h / 2 + rh,
+                2 * rh,
+                depth * U(0.6, 0.9),
+                mats.named("books"),
+                (2 * rw, 2 * rh),
+                np.array([0.5, 0.5]),
+            )
+    for _ in range(rng.randint(0, 7)):  # pictures, shown once and upright
+        wall = rng.randint(4)
+        a_lo, a_hi = wall_range(wall)
+        w, h = min(U(0.35, 1.3), a_hi - a_lo - 0.4), U(0.3, 1.0)
+        zc = min(U(1.2, 1.9), height - 0.1 - h / 2)
+        pos = U(a_lo + 0.2 + w / 2, a_hi - 0.2 - w / 2)
+        if b.room_for(1) and b.wall_free(wall, pos - w / 2, pos + w / 2, zc - h / 2, zc + h / 2):
+            _wall_panel(layout, wall, pos, w, zc, h, 0.03, mats.picture(), (w, h), np.array([0.5, 0.5]))
+            b.spans.append((wall, pos - w / 2, pos + w / 2, zc - h / 2, zc + h / 2))
+    if rng.rand() < 0.35:  # a rug (flat, so the walk may cross it)
+        half = np.array([U(0.6, 1.6), U(0.4, 1.1), 0.005])
+        half[:2] = np.minimum(half[:2], 0.5 * (hi[:2] - lo[:2]) - 0.3)
+        center = np.array([U(lo[0] + half[0], hi[0] - half[0]), U(lo[1] + half[1], hi[1] - half[1]), 0.005])
+        layout.box(center, half, 0.0, *b.material(_FABRIC2, U(0.4, 1.0)))
+    return b
+
+
+def _room_style2(rng: np.random.RandomState) -> tuple[np.ndarray, str]:
+    """Room size (3,) and layout mode: ordinary rooms, long narrow ones (corridors, galleries),
+    large high halls and small low rooms; layouts open, normal or cluttered."""
+    shape = ("standard", "long", "hall", "small")[rng.choice(4, p=[0.5, 0.2, 0.15, 0.15])]
+    U = rng.uniform
+    if shape == "standard":
+        size = np.array([U(3.5, 9.0), U(3.5, 9.0), U(2.4, 3.2)])
+    elif shape == "long":
+        size = np.array([U(2.8, 4.2), U(7.0, 12.0), U(2.4, 3.0)])
+        if rng.rand() < 0.5:
+            size[:2] = size[1::-1]
+    elif shape == "hall":
+        size = np.array([U(8.0, 12.0), U(7.0, 11.0), U(3.0, 4.2)])
+    else:
+        size = np.array([U(2.8, 4.0), U(3.0, 4.5), U(2.3, 2.6)])
+    mode = ("open", "normal", "cluttered")[rng.choice(3, p=[0.3, 0.4, 0.3])]
+    return size, mode
+
+
+# ---- style 2 lighting ---------------------------------------------------------------------------
+
+
+def _luma(rgb: np.ndarray) -> float:
+    return float(rgb @ np.array([0.2126, 0.7152, 0.0722]))
+
+
+def _kelvin(t: float) -> np.ndarray:
+    """Approximate RGB (3,) of a black body at ``t`` kelvin (Tanner Helland's fit), unit luminance:
+    warm bulbs ~2700 K, daylight ~5500-6500 K, overcast sky ~7000-10000 K."""
+    t = t / 100
+    r = 1.0 if t <= 66 else 1.29293 * (t - 60) ** -0.1332047592
+    g = 0.39008 * math.log(t) - 0.63184 if t <= 66 else 1.12989 * (t - 60) ** -0.0755148492
+    b = 1.0 if t >= 66 else (0.0 if t <= 19 else 0.54321 * math.log(t - 10) - 1.19625)
+    rgb = np.clip(np.array([r, g, b]), 0.0, 1.0)
+    return rgb / _luma(rgb)
+
+
+def _bulb_colour(rng: np.random.RandomState, tint: float) -> np.ndarray:
+    """A lamp's colour: mostly warm, sometimes cool white, with probability ``tint`` a coloured bulb."""
+    rgb = _kelvin(rng.uniform(2500, 3600) if rng.rand() < 0.6 else rng.uniform(3600, 7000))
+    if rng.rand() < tint:
+        rgb = rgb * random_colour(rng, sat=(0.2, 0.55), val=(1.0, 1.0))
+    return rgb / _luma(rgb)
+
+
+def _clear_of_objects(layout: _Layout, pos: np.ndarray, margin: float) -> bool:
+    """``pos`` (3,) lies at least ``margin`` outside every primitive's bounding box (a light must not
+    sit inside a shadow caster)."""
+    for c, h, yaw, *_ in layout.boxes:
+        ext = np.array(
+            [
+                abs(math.cos(yaw)) * h[0] + abs(math.sin(yaw)) * h[1],
+                abs(math.sin(yaw)) * h[0] + abs(math.cos(yaw)) * h[1],
+                h[2],
+            ]
+        )
+        if np.all(np.abs(pos - c) < ext + margin):
+            return False
+    for c, r, *_ in layout.spheres:
+        if np.linalg.norm(pos - c) < r + margin:
+            return False
+    for c, r, hh, *_ in layout.cylinders:
+        if np.linalg.norm((pos - c)[:2]) < r + margin and abs(pos[2] - c[2]) < hh + margin:
+            return False
+    return True
+
+
+@dataclass
+class _Lights2:
+    """Style 2 lighting before exposure (numpy): see :class:`RoomGeometry` for the fields."""
+
+    pos: np.ndarray  # (L, 3)
+    rgb: np.ndarray  # (L, 3)
+    range_: np.ndarray  # (L,)
+    fill_dir: np.ndarray
+    fill_rgb: np.ndarray
+    sun_rgb: np.ndarray  # relative to the exposure-normalised lighting
+    ambient_rgb: np.ndarray
+    ao_strength: float
+    ao_radius: float
+    bounce: float
+    shininess: float
+    shadows: bool
+    exposure: float  # mean brightness the lighting is scaled to
+    white_balance: float  # 0: the camera keeps the lights' colour cast, 1: neutralises it
+    fixture: tuple[np.ndarray, float, float] | None  # pendant shade above the main light: centre, r, hh
+
+
+def _design_lights(rng: np.random.RandomState, layout: _Layout, b: _Builder, height: float) -> _Lights2:
+    """Draw the style 2 lights: a ceiling light (usually with a pendant shade above it), up to two
+    more (floor lamps, ceiling lights or wall sconces), ambient, a fill and maybe sun through the
+    windows."""
+    U = rng.uniform
+    lo, hi = layout.room_min, layout.room_max
+    drop_max = min(0.9, height - 2.0)  # keeps lamp and shade above head height (the camera ≤ 1.7 m)
+    main = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, height - 0.2])
+    for _ in range(20):
+        # At least 1 m (or a quarter of the room) from the walls: a lamp close to a wall mostly lights that wall.
+        m = np.minimum(1.0, 0.25 * (hi[:2] - lo[:2]))
+        cand = np.array([U(lo[0] + m[0], hi[0] - m[0]), U(lo[1] + m[1], hi[1] - m[1]), height - U(0.2, drop_max)])
+        if _clear_of_objects(layout, cand, 0.3):
+            main = cand
+            break
+    pos, rgb, rng_m = [main], [_bulb_colour(rng, 0.08)], [U(1.5, 5.0)]
+    lamps = list(b.lamps)
+    for _ in range(rng.choice(3, p=[0.4, 0.4, 0.2])):
+        if lamps and rng.rand() < 0.75:  # inside a floor lamp's shade (no shadows from it)
+            p = lamps.pop(rng.randint(len(lamps)))
+            rgb.append(_bulb_colour(rng, 0.1) * U(0.2, 0.6))
+            rng_m.append(U(0.8, 2.5))
+        elif rng.rand() < 0.5:  # another ceiling light
+            p = np.array([U(lo[0] + 0.5, hi[0] - 0.5), U(lo[1] + 0.5, hi[1] - 0.5), height - U(0.1, 0.5)])
+            rgb.append(_bulb_colour(rng, 0.12) * U(0.3, 0.9))
+            rng_m.append(U(1.0, 4.0))
+        else:  # a wall sconce: a bright pool of light on its wall
+            wall = rng.randint(4)
+            axis = 0 if wall < 2 else 1
+            p = np.array([U(lo[0] + 0.4, hi[0] - 0.4), U(lo[1] + 0.4, hi[1] - 0.4), U(1.7, min(2.3, height - 0.3))])
+            p[axis] = lo[axis] + 0.25 if wall % 2 == 0 else hi[axis] - 0.25
+            rgb.append(_bulb_colour(rng, 0.2) * U(0.2, 0.6))
+            rng_m.append(U(0.6, 2.0))
+        pos.append(p)
+    fixture = None
+    if rng.rand() < 0.8:
+        r, hh = U(0.1, 0.25), U(0.02, 0.1)
+        z = main[2] + 0.03 + hh
+        if z + hh < height - 0.01 and _clear_of_objects(layout, np.array([main[0], main[1], z]), r + 0.05):
+            fixture = (np.array([main[0], main[1], z]), r, hh)
+
+    if b.windows and rng.rand() < 0.85:  # daylight from the first window's wall
+        wall = b.windows[0][0]
+        inward = np.zeros(3)
+        inward[0 if wall < 2 else 1] = 1.0 if wall % 2 == 0 else -1.0
+        side = np.array([-inward[1], inward[0], 0.0])
+        az, el = U(-0.9, 0.9), U(0.35, 1.0)  # sun elevation 20-57°
+        fill_dir = math.cos(el) * (math.cos(az) * inward + math.sin(az) * side) - np.array([0, 0, math.sin(el)])
+        fill_rgb = _kelvin(U(6500, 10000)) * U(0.1, 0.4)  # skylight
+        sun_rgb = _kelvin(U(3000, 5800)) * U(0.3, 1.0) if rng.rand() < 0.65 else np.zeros(3)
+    else:
+        fill_dir = np.array([U(-1, 1), U(-1, 1), -U(0.5, 1.5)])
+        fill_rgb = _kelvin(U(4000, 6500)) * U(0.05, 0.3)
+        sun_rgb = np.zeros(3)
+    rgb_arr = np.stack(rgb)
+    ambient = rgb_arr.mean(0) / _luma(rgb_arr.mean(0)) * U(0.12, 0.5)
+    return _Lights2(
+        pos=np.stack(pos),
+        rgb=rgb_arr,
+        range_=np.array(rng_m),
+        fill_dir=fill_dir / np.linalg.norm(fill_dir),
+        fill_rgb=fill_rgb,
+        sun_rgb=sun_rgb,
+        ambient_rgb=ambient,
+        ao_strength=U(0.15, 0.45),
+        ao_radius=U(0.2, 0.7),
+        bounce=U(0.3, 1.0),
+        shininess=_log_uniform(rng, 8.0, 96.0),
+        shadows=bool(rng.rand() < 0.8),
+        exposure=U(0.6, 1.0),
+        white_balance=U(0.4, 0.9),
+        fixture=fixture,
+    )
+
+
+def _expose(lights: _Lights2, room_min: np.ndarray, room_max: np.ndarray, wall_rgb: np.ndarray) -> float:
+    """Tint the ambient light by the wall colour (light bounced off the walls), then white-balance and
+    scale all lights like a camera's auto exposure, so that the mean irradiance over probe points on
+    the floor, walls and ceiling has the scene's exposure: no black or blown-out rooms however many
+    and how strong the lights are. Modifies ``lights``; returns the scale factor."""
+    lights.ambient_rgb = lights.ambient_rgb * (0.65 + 0.35 * wall_rgb / max(_luma(wall_rgb), 1e-3))
+    c, half = (room_min + room_max) / 2, (room_max - room_min) / 2
+    probes, normals = [], []
+    for fx in (-0.6, 0.0, 0.6):
+        for fy in (-0.6, 0.0, 0.6):
+            probes.append([c[0] + fx * half[0], c[1] + fy * half[1], room_min[2]])
+            normals.append([0, 0, 1])
+    for axis in (0, 1):
+        for sign in (-1, 1):
+            p = c.copy()
+            p[axis] += sign * half[axis]
+            p[2] = room_min[2] + 1.2
+            n = np.zeros(3)
+            n[axis] = -sign
+            probes.append(p)
+            normals.append(n)
+    probes.append([c[0], c[1], room_max[2]])
+    normals.append([0, 0, -1])
+    p, n = np.array(probes, float), np.array(normals, float)
+    to = lights.pos[None] - p[:, None]
+    dist = np.linalg.norm(to, axis=-1)
+    cos = np.clip((to * n[:, None]).sum(-1) / dist, 0, None)
+    e = (cos / (1 + (dist / lights.range_) ** 2)) @ lights.rgb
+    e += lights.ambient_rgb + np.clip(-(n @ lights.fill_dir), 0, None)[:, None] * lights.fill_rgb
+    mean = e.mean(0)
+    gain = (_luma(mean) / np.maximum(mean, 1e-6)) ** lights.white_balance
+    gain *= lights.exposure / _luma(mean * gain)
+    lights.rgb, lights.fill_rgb, lights.ambient_rgb = (
+        lights.rgb * gain,
+        lights.fill_rgb * gain,
+        lights.ambient_rgb * gain,
+    )
+    lights.sun_rgb = lights.sun_rgb * gain * lights.exposure
+    return float(_luma(gain))
+
+
+def _surface_properties(
+    rng: np.random.RandomState, kinds: list[str], emissive: dict[int, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Highlight strength and emission per texture (S,), from its kind (see _GLOSS)."""
+    scale = rng.uniform(0.3, 1.0)
+    gloss, emit = np.zeros(len(kinds)), np.zeros(len(kinds))
+    for i, kind in enumerate(kinds):
+        gloss[i] = scale * rng.uniform(*_GLOSS.get(kind.split(":")[0], _GLOSS_DEFAULT))
+        if i in emissive:
+            emit[i] = rng.uniform(0.8, 1.6) if emissive[i] == "window" else rng.uniform(0.3, 0.8)
+    return gloss, emit
+
+
+def _shadow_boxes(boxes: list[tuple], room_min: np.ndarray, room_max: np.ndarray) -> list[int]:
+    """Boxes that can cast a visible shadow: all but thin panels flush with a room face (pictures,
+    doors, windows, skirting, rugs), which only cost shadow-ray time."""
+    keep = []
+    for i, (c, h, yaw, *_) in enumerate(boxes):
+        a = int(np.argmin(h))
+        flush = yaw == 0.0 and (abs(c[a] - h[a] - room_min[a]) < 0.01 or abs(c[a] + h[a] - room_max[a]) < 0.01)
+        if not (flush and h[a] < 0.03):
+            keep.append(i)
+    return keep
+
+
 # ---- scenes ----------------------------------------------------------------------------------
 
 
-def make_scene(seed: int, config: ProceduralConfig | None = None) -> ProceduralScene:
-    """The room, textures and camera trajectory of ``seed`` (CPU; same result on every machine)."""
-    cfg = config or ProceduralConfig()
-    if not 0 <= seed < 2**32:
-        raise ILRMInputError(f"seed must be in [0, 2**32), got {seed}")
-    rng = np.random.RandomState([seed, _STREAM_LAYOUT])
-    size = np.array([rng.uniform(3.5, 9.0), rng.uniform(3.5, 9.0), rng.uniform(2.4, 3.2)])
-    room_min = np.array([-size[0] / 2, -size[1] / 2, 0.0])
-    room_max = np.array([size[0] / 2, size[1] / 2, size[2]])
-    hfov = math.radians(rng.uniform(*cfg.hfov_deg))
-    tex_size = cfg.texture_size or min(512, max(64, 1 << (max(cfg.height, cfg.width) - 1).bit_length()))
-
-    mats = _Materials(rng, cfg.photo_textures)
-    wall_tex, wall_tile = mats.pick(_WALL)
-    walls = [(wall_tex, wall_tile)] * 4
-    if rng.rand() < 0.3:  # an accent wall
-        walls[rng.randint(4)] = mats.pick(_WALL)
-    floor = mats.pick(_FLOOR)
-    ceiling = mats.pick(_CEILING)
-    room = [*walls, floor, ceiling]
-    room_uvoff = np.stack([_uvoff(rng) for _ in range(6)])
-
-    c2w, path_xy = _trajectory(np.random.RandomState([seed, _STREAM_PATH]), room_min, room_max, cfg.frame_spacing)
-    layout = _Layout(room_min, room_max, path_xy)
-    _place_furniture(rng, layout, mats, cfg.max_objects, size[2])
-
-    # A lamp hanging well below the ceiling lights the ceiling too (a stand-in for bounce light).
-    light_pos = np.array(
-        [rng.uniform(-0.25, 0.25) * size[0], rng.uniform(-0.25, 0.25) * size[1], size[2] - rng.uniform(0.6, 0.9)]
-    )
-    fill = np.array([rng.uniform(-1, 1), rng.uniform(-1, 1), -rng.uniform(0.5, 1.5)])
-
+def _texture_stack(seed: int, kinds: list[str], tex_size: int) -> tuple[list[np.ndarray], Tensor]:
+    """The scene's textures, one random stream each: float arrays (T, T, 3) and the uint8 stack
+    (S, 3, T, T) (8-bit like photos: 4× smaller when scenes travel from DataLoader workers)."""
     textures = [
         make_texture(kind, np.random.RandomState([seed, _STREAM_TEXTURE0 + i]), tex_size)
-        for i, kind in enumerate(mats.kinds)
+        for i, kind in enumerate(kinds)
     ]
-    # Stored as 8-bit like photos: 4× smaller when scenes travel from DataLoader workers.
     tex_u8 = np.round(np.stack(textures) * 255.0).astype(np.uint8)
-    tex_t = torch.from_numpy(tex_u8).permute(0, 3, 1, 2).contiguous()
+    return textures, torch.from_numpy(tex_u8).permute(0, 3, 1, 2).contiguous()
 
+
+def _shape_fields(
+    room_min: np.ndarray, room_max: np.ndarray, room: list, room_uvoff: np.ndarray, layout: _Layout, tex_t: Tensor
+) -> dict[str, Tensor]:
+    """The RoomGeometry fields of the room, its primitives and textures (everything but lighting)."""
     L = torch.long
     b, s, cy = layout.boxes, layout.spheres, layout.cylinders
-    geometry = RoomGeometry(
+    return dict(
         room_min=torch.tensor(room_min, dtype=torch.float32),
         room_max=torch.tensor(room_max, dtype=torch.float32),
         room_tex=torch.tensor([t for t, _ in room], dtype=L),
@@ -649,12 +1436,119 @@ def make_scene(seed: int, config: ProceduralConfig | None = None) -> ProceduralS
         cyl_tile=_stack(cy, 4, 2),
         cyl_uvoff=_stack(cy, 5, 2),
         textures=tex_t,
+    )
+
+
+def _texture_size(cfg: ProceduralConfig) -> int:
+    return cfg.texture_size or min(512, max(64, 1 << (max(cfg.height, cfg.width) - 1).bit_length()))
+
+
+def make_scene(seed: int, config: ProceduralConfig | None = None) -> ProceduralScene:
+    """The room, textures and camera trajectory of ``seed`` (CPU; same result on every machine),
+    built by the generator ``config.scene_style`` (see :class:`ProceduralConfig`)."""
+    cfg = config or ProceduralConfig()
+    if not 0 <= seed < 2**32:
+        raise ILRMInputError(f"seed must be in [0, 2**32), got {seed}")
+    if cfg.scene_style == 2:
+        return _make_scene_style2(seed, cfg)
+    # Style 1: the draws below must stay exactly as they are (held-out benchmarks are style 1).
+    rng = np.random.RandomState([seed, _STREAM_LAYOUT])
+    size = np.array([rng.uniform(3.5, 9.0), rng.uniform(3.5, 9.0), rng.uniform(2.4, 3.2)])
+    room_min = np.array([-size[0] / 2, -size[1] / 2, 0.0])
+    room_max = np.array([size[0] / 2, size[1] / 2, size[2]])
+    hfov = math.radians(rng.uniform(*cfg.hfov_deg))
+    tex_size = _texture_size(cfg)
+
+    mats = _Materials(rng, cfg.photo_textures)
+    wall_tex, wall_tile = mats.pick(_WALL)
+    walls = [(wall_tex, wall_tile)] * 4
+    if rng.rand() < 0.3:  # an accent wall
+        walls[rng.randint(4)] = mats.pick(_WALL)
+    floor = mats.pick(_FLOOR)
+    ceiling = mats.pick(_CEILING)
+    room = [*walls, floor, ceiling]
+    room_uvoff = np.stack([_uvoff(rng) for _ in range(6)])
+
+    c2w, path_xy = _trajectory(np.random.RandomState([seed, _STREAM_PATH]), room_min, room_max, cfg.frame_spacing)
+    layout = _Layout(room_min, room_max, path_xy)
+    _place_furniture(rng, layout, mats, cfg.max_objects, size[2])
+
+    # A lamp hanging well below the ceiling lights the ceiling too (a stand-in for bounce light).
+    light_pos = np.array(
+        [rng.uniform(-0.25, 0.25) * size[0], rng.uniform(-0.25, 0.25) * size[1], size[2] - rng.uniform(0.6, 0.9)]
+    )
+    fill = np.array([rng.uniform(-1, 1), rng.uniform(-1, 1), -rng.uniform(0.5, 1.5)])
+    _, tex_t = _texture_stack(seed, mats.kinds, tex_size)
+    geometry = RoomGeometry(
+        **_shape_fields(room_min, room_max, room, room_uvoff, layout, tex_t),
         light_pos=torch.tensor(light_pos, dtype=torch.float32),
-        light_power=float(rng.uniform(0.45, 0.75)),
+        light_power=float(rng.uniform(0.45, 0.75)),  # keyword arguments are evaluated in order
         light_range=float(rng.uniform(2.0, 4.0)),
         fill_dir=torch.tensor(fill / np.linalg.norm(fill), dtype=torch.float32),
         fill_power=float(rng.uniform(0.15, 0.35)),
         ambient=float(rng.uniform(0.25, 0.4)),
+    )
+    return ProceduralScene(seed, geometry, torch.from_numpy(c2w), hfov, list(mats.kinds))
+
+
+def _make_scene_style2(seed: int, cfg: ProceduralConfig) -> ProceduralScene:
+    """Style 2 (see the module docstring): own random streams for layout, lights and surfaces; the
+    trajectory and texture generators are shared with style 1."""
+    rng = np.random.RandomState([seed, _STREAM_LAYOUT2])
+    size, mode = _room_style2(rng)
+    room_min = np.array([-size[0] / 2, -size[1] / 2, 0.0])
+    room_max = np.array([size[0] / 2, size[1] / 2, size[2]])
+    hfov = math.radians(rng.uniform(*cfg.hfov_deg))
+
+    mats = _Materials(rng, cfg.photo_textures)
+    wall = mats.pick(_WALL2)
+    walls = [wall] * 4
+    if rng.rand() < 0.35:  # an accent wall
+        walls[rng.randint(4)] = mats.pick(_WALL2)
+    room = [*walls, mats.pick(_FLOOR2), mats.pick(_CEILING2)]
+    room_uvoff = np.stack([_uvoff(rng) for _ in range(6)])
+
+    c2w, path_xy = _trajectory(np.random.RandomState([seed, _STREAM_PATH]), room_min, room_max, cfg.frame_spacing)
+    layout = _Layout(room_min, room_max, path_xy)
+    builder = _place_furniture_style2(rng, layout, mats, cfg.max_objects, size[2], mode)
+    lights = _design_lights(np.random.RandomState([seed, _STREAM_LIGHT2]), layout, builder, size[2])
+    if lights.fixture is not None:  # the pendant shade (drawn from the layout stream, after furniture)
+        centre, r, hh = lights.fixture
+        builder.cylinder(centre, 0.0, [0, 0, 0], r, hh, builder.material(_SHADE2, rng.uniform(0.3, 0.6)))
+
+    textures, tex_t = _texture_stack(seed, mats.kinds, _texture_size(cfg))
+    _expose(lights, room_min, room_max, textures[wall[0]].reshape(-1, 3).mean(0).astype(np.float64))
+    gloss, emit = _surface_properties(np.random.RandomState([seed, _STREAM_SURFACE2]), mats.kinds, builder.emissive)
+    windows = [
+        (0 if w < 2 else 1, (room_min if w % 2 == 0 else room_max)[0 if w < 2 else 1], a0, a1, z0, z1)
+        for w, a0, a1, z0, z1 in builder.windows
+    ]
+    f32 = lambda x: torch.tensor(np.asarray(x, dtype=np.float64), dtype=torch.float32)  # noqa: E731
+    geometry = RoomGeometry(
+        **_shape_fields(room_min, room_max, room, room_uvoff, layout, tex_t),
+        # Model-1 fields, filled for reference only (lighting 2 does not read them).
+        light_pos=f32(lights.pos[0]),
+        light_power=_luma(lights.rgb[0]),
+        light_range=float(lights.range_[0]),
+        fill_dir=f32(lights.fill_dir),
+        fill_power=_luma(lights.fill_rgb),
+        ambient=_luma(lights.ambient_rgb),
+        lighting=2,
+        lights_pos=f32(lights.pos),
+        lights_rgb=f32(lights.rgb),
+        lights_range=f32(lights.range_),
+        fill_rgb=f32(lights.fill_rgb),
+        sun_rgb=f32(lights.sun_rgb),
+        windows=f32(np.array(windows, dtype=np.float64).reshape(-1, 6)),
+        ambient_rgb=f32(lights.ambient_rgb),
+        ao_strength=lights.ao_strength,
+        ao_radius=lights.ao_radius,
+        bounce=lights.bounce,
+        shininess=lights.shininess,
+        tex_gloss=f32(gloss),
+        tex_emit=f32(emit),
+        shadows=lights.shadows,
+        shadow_boxes=torch.tensor(_shadow_boxes(layout.boxes, room_min, room_max), dtype=torch.long),
     )
     return ProceduralScene(seed, geometry, torch.from_numpy(c2w), hfov, list(mats.kinds))
 

@@ -2,7 +2,9 @@
 
 Every texture is a square ``(T, T, 3)`` float32 array in [0, 1] that tiles seamlessly (procedural
 patterns are periodic by construction; photos used as materials are mirror-tiled), except the
-"picture" variant of a photo, which is meant to be shown exactly once (a framed picture on a wall).
+"picture" variant of a photo, which is meant to be shown exactly once (a framed picture on a wall),
+and the images in :data:`ONCE_PATTERNS` (a window, a row of book spines), also shown once. Patterns
+after "noise" in :data:`PATTERNS` are only used by procedural ``scene_style`` 2.
 
 Everything is a pure function of a ``numpy.random.RandomState`` (the legacy generator, whose streams
 numpy keeps stable across versions), so a scene seed gives the same textures on every machine.
@@ -301,6 +303,155 @@ def noise_colour(rng: np.random.RandomState, size: int) -> np.ndarray:
     return _mix(a, b, w)
 
 
+# Patterns added for scene_style 2 (style 1 never picks them, so its scenes are unchanged).
+
+
+def parquet(rng: np.random.RandomState, size: int) -> np.ndarray:
+    """Basket-weave parquet: an even grid of cells, each with k parallel planks turned 90° from its
+    neighbours, per-plank tone, streaky grain and dark joints."""
+    u, v = _grid(size)
+    n, k = 2 * rng.randint(1, 4), rng.randint(2, 5)  # cells per side (even: seamless), planks per cell
+    base = random_colour(rng, hue=(0.03, 0.11), sat=(0.3, 0.7), val=(0.3, 0.85))
+    iu, iv = np.floor(u * n).astype(int), np.floor(v * n).astype(int)
+    fu, fv = u * n - iu, v * n - iv
+    turned = (iu + iv) % 2 == 1
+    across = np.where(turned, fu, fv) * k  # coordinate across the planks of a cell
+    ip = np.minimum(np.floor(across).astype(int), k - 1)
+    tone = rng.uniform(0.8, 1.15, (n, n, k))[iv, iu, ip]
+    warp = periodic_noise(rng, size, 2.5, min_period=size / 16)
+    grain = np.sin(2 * np.pi * (rng.randint(2, 6) * (across - ip) + 0.3 * warp))
+    img = base * (tone * (1 + 0.07 * grain + 0.04 * periodic_noise(rng, size, 0.5)))[..., None]
+    cell_px = size / n
+    plank_gap = np.minimum(across - ip, ip + 1 - across) * cell_px / k
+    gap = np.minimum(plank_gap, np.minimum.reduce([fu, 1 - fu, fv, 1 - fv]) * cell_px)
+    return img * (1 - 0.55 * _smoothstep(1.2, 0.0, gap))[..., None]
+
+
+def mosaic(rng: np.random.RandomState, size: int) -> np.ndarray:
+    """Small square tiles, each a random colour from a 2-4 colour palette, with light grout."""
+    u, v = _grid(size)
+    n = 2 ** rng.randint(3, 5)
+    palette = np.stack([random_colour(rng, sat=(0.05, 0.7), val=(0.3, 0.95)) for _ in range(rng.randint(2, 5))])
+    iu, iv = np.floor(u * n).astype(int), np.floor(v * n).astype(int)
+    cells = palette[rng.randint(len(palette), size=(n, n))] * rng.uniform(0.9, 1.1, (n, n, 1))
+    img = cells[iv, iu]
+    du = np.minimum(u * n - iu, iu + 1 - u * n) * size / n
+    dv = np.minimum(v * n - iv, iv + 1 - v * n) * size / n
+    g = _smoothstep(1.2, 0.3, np.minimum(du, dv))[..., None]
+    return img * (1 - g) + g * rng.uniform(0.6, 0.9)
+
+
+def plaid(rng: np.random.RandomState, size: int) -> np.ndarray:
+    """Tartan: one random band sequence across u and v; a twill picks which band shows."""
+    u, v = _grid(size)
+    n = rng.randint(4, 11)
+    palette = [_any_colour(rng) for _ in range(rng.randint(2, 5))]
+    widths = rng.uniform(0.2, 1.0, n)
+    edges = np.concatenate([[0.0], np.cumsum(widths) / widths.sum()])
+    cols = np.stack([palette[i % len(palette)] for i in range(n)])
+    cu = cols[np.clip(np.searchsorted(edges, u, side="right") - 1, 0, n - 1)]
+    cv = cols[np.clip(np.searchsorted(edges, v, side="right") - 1, 0, n - 1)]
+    ti = np.arange(size)
+    twill = ((ti[None, :] + ti[:, None]) % 4 < 2)[..., None]  # period 4 texels divides the size
+    return np.where(twill, cu, cv) * (1 + 0.04 * periodic_noise(rng, size, 1.0))[..., None]
+
+
+def weave(rng: np.random.RandomState, size: int) -> np.ndarray:
+    """Woven cloth: warp and weft threads alternating over and under, each with a rounded profile."""
+    u, v = _grid(size)
+    n = 2 * rng.randint(6, 20)
+    a = _any_colour(rng)
+    b = a * rng.uniform(0.6, 1.0) if rng.rand() < 0.7 else _any_colour(rng)
+    cu, cv = u * n, v * n
+    over = ((np.floor(cu) + np.floor(cv)) % 2 == 0)[..., None]
+    warp = a * (0.65 + 0.35 * np.sin(np.pi * (cu % 1)))[..., None]
+    weft = b * (0.65 + 0.35 * np.sin(np.pi * (cv % 1)))[..., None]
+    return np.where(over, warp, weft) * (1 + 0.06 * periodic_noise(rng, size, 1.5))[..., None]
+
+
+def terrazzo(rng: np.random.RandomState, size: int) -> np.ndarray:
+    """Terrazzo: a pale or dark binder with scattered chips in 2-3 colours (thresholded noise blobs)."""
+    base = random_colour(rng, sat=(0.0, 0.25), val=(0.25, 0.95))
+    img = base * (1 + 0.04 * periodic_noise(rng, size, 2.0))[..., None]
+    for _ in range(rng.randint(2, 4)):
+        chip = random_colour(rng, sat=(0.0, 0.7), val=(0.1, 0.95))
+        blobs = periodic_noise(rng, size, 0.0, min_period=size / rng.uniform(24, 64))
+        w = _smoothstep(1.6, 1.9, blobs)[..., None]  # ~5% of the area per chip colour
+        img = img * (1 - w) + w * chip
+    return img
+
+
+def concrete(rng: np.random.RandomState, size: int) -> np.ndarray:
+    """Cast concrete: cloudy grey with a slight warm/cool cast and small dark pores."""
+    grey = rng.uniform(0.35, 0.8)
+    base = np.clip(grey + rng.uniform(-0.03, 0.03, 3), 0, 1)
+    cloud = 0.1 * periodic_noise(rng, size, 2.3) + 0.04 * periodic_noise(rng, size, 0.7)
+    pores = _smoothstep(2.2, 2.8, periodic_noise(rng, size, 0.0, min_period=3.0))
+    return base * (1 + cloud - 0.5 * pores)[..., None]
+
+
+def damask(rng: np.random.RandomState, size: int) -> np.ndarray:
+    """Ornamental wallpaper: a symmetric motif made of a few cosines (integer frequencies: seamless)."""
+    u, v = _grid(size)
+    n = rng.randint(2, 6)
+    x, y = 2 * np.pi * n * u, 2 * np.pi * n * v
+    a, b, c = rng.uniform(-0.6, 0.6, 3)
+    f = np.cos(x) * np.cos(y) + a * np.cos(2 * x) + b * np.cos(2 * y) + c * np.cos(x + y) * np.cos(x - y)
+    t = rng.uniform(-0.3, 0.5)
+    bg = _wall_colour(rng)
+    fg = np.clip(bg * rng.uniform(0.55, 0.85), 0, 1) if rng.rand() < 0.6 else _any_colour(rng)
+    return _mix(bg, fg, _smoothstep(t - 0.08, t + 0.08, f)) * (1 + 0.03 * periodic_noise(rng, size, 1.0))[..., None]
+
+
+def lacquer(rng: np.random.RandomState, size: int) -> np.ndarray:
+    """A plain coat from near-black to pale (painted furniture, appliances, plastic): real rooms
+    have many dark, untextured surfaces, which the other patterns rarely give."""
+    base = random_colour(rng, sat=(0.0, 0.8), val=(0.04, 0.9))
+    return base * (1 + 0.02 * periodic_noise(rng, size, 1.5))[..., None]
+
+
+def foliage(rng: np.random.RandomState, size: int) -> np.ndarray:
+    """Leaves: a dark and a light green mixed by blotchy noise (plants)."""
+    dark = random_colour(rng, hue=(0.2, 0.38), sat=(0.4, 0.85), val=(0.12, 0.4))
+    light = random_colour(rng, hue=(0.17, 0.35), sat=(0.3, 0.8), val=(0.4, 0.8))
+    w = _smoothstep(-0.8, 0.8, periodic_noise(rng, size, 1.2, min_period=size / 48))
+    return _mix(dark, light, w)
+
+
+def window(rng: np.random.RandomState, size: int) -> np.ndarray:
+    """A window seen from inside (shown once, not tiled): sky over a tree or building line, behind a
+    frame with mullions."""
+    u, v = _grid(size)
+    zenith = random_colour(rng, hue=(0.54, 0.64), sat=(0.15, 0.65), val=(0.7, 1.0))
+    horizon = 0.5 * (zenith + 1.0)
+    line = rng.uniform(0.55, 0.9) + 0.06 * periodic_noise(rng, size, 2.0, min_period=size / 16)[0][None, :]
+    ground = random_colour(rng, hue=(0.15, 0.4), sat=(0.15, 0.6), val=(0.2, 0.6))
+    sky = _mix(zenith, horizon, np.clip(v / line.mean(), 0, 1))
+    img = np.where((v > line)[..., None], ground * (1 + 0.15 * periodic_noise(rng, size, 1.5))[..., None], sky)
+    frame = random_colour(rng, sat=(0.0, 0.2), val=(0.1, 0.95))
+    w = rng.uniform(0.03, 0.07)
+    bar = (np.minimum.reduce([u, 1 - u, v, 1 - v]) < w) | (np.abs(u - 0.5) < w / 2)
+    if rng.rand() < 0.5:
+        bar |= np.abs(v - rng.uniform(0.3, 0.5)) < w / 2
+    return np.where(bar[..., None], frame, img)
+
+
+def books(rng: np.random.RandomState, size: int) -> np.ndarray:
+    """A row of book spines seen from the front (shown once): bands of random width, colour and
+    height standing on the bottom edge, dark shelf back above them."""
+    u, v = _grid(size)
+    n = rng.randint(6, 16)
+    widths = rng.uniform(0.4, 1.0, n)
+    edges = np.concatenate([[0.0], np.cumsum(widths) / widths.sum()])
+    idx = np.clip(np.searchsorted(edges, u, side="right") - 1, 0, n - 1)
+    cols = np.stack([random_colour(rng, sat=(0.1, 0.8), val=(0.1, 0.85)) for _ in range(n)])
+    tops = rng.uniform(0.0, 0.35, n)
+    img = cols[idx] * (1 + 0.05 * periodic_noise(rng, size, 1.0))[..., None]
+    gap = np.minimum(u - edges[idx], edges[idx + 1] - u) * size  # texels to the spine's edge
+    img = img * (1 - 0.5 * _smoothstep(1.0, 0.0, gap))[..., None]
+    return np.where((v < tops[idx])[..., None], np.full(3, rng.uniform(0.02, 0.12)), img)
+
+
 PATTERNS: dict[str, Callable[[np.random.RandomState, int], np.ndarray]] = {
     "paint": paint,
     "plaster": plaster,
@@ -314,7 +465,18 @@ PATTERNS: dict[str, Callable[[np.random.RandomState, int], np.ndarray]] = {
     "gradient": gradient,
     "marble": marble,
     "noise": noise_colour,
+    "parquet": parquet,
+    "mosaic": mosaic,
+    "plaid": plaid,
+    "weave": weave,
+    "terrazzo": terrazzo,
+    "concrete": concrete,
+    "damask": damask,
+    "lacquer": lacquer,
+    "foliage": foliage,
 }
+# Images meant to be shown exactly once (like "picture:" photos), so not seamless.
+ONCE_PATTERNS: dict[str, Callable[[np.random.RandomState, int], np.ndarray]] = {"window": window, "books": books}
 
 
 # ---- photos as textures ----------------------------------------------------------------------
@@ -329,6 +491,20 @@ def photo_texture(name: str, rng: np.random.RandomState, size: int, *, picture: 
     """
     tint_rgb = random_colour(rng, sat=(0.0, 0.15), val=(0.85, 1.0))
     tint_grey = random_colour(rng, sat=(0.1, 0.5), val=(0.7, 1.0))
+    prepared = _prepared_photo(name, size, picture)
+    if prepared is None:
+        return None
+    img, grey = prepared
+    return img * (tint_grey if grey else tint_rgb)
+
+
+@functools.lru_cache(maxsize=64)
+def _prepared_photo(name: str, size: int, picture: bool) -> tuple[np.ndarray, bool] | None:
+    """The untinted float64 photo texture (mirror-tiled unless ``picture``) and whether it is grey.
+
+    Cached because the antialiased resize dominated scene building time and depends only on the
+    arguments (same operations as before caching, so the textures are unchanged). Read-only.
+    """
     img = load_photo(name, size)
     if img is None:
         return None
@@ -339,15 +515,16 @@ def photo_texture(name: str, rng: np.random.RandomState, size: int, *, picture: 
         t = torch.from_numpy(np.ascontiguousarray(tiled)).permute(2, 0, 1)[None]
         t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         img = t[0].permute(1, 2, 0).numpy()
-    grey = np.allclose(img[..., 0], img[..., 1]) and np.allclose(img[..., 1], img[..., 2])
-    return img * (tint_grey if grey else tint_rgb)
+    grey = bool(np.allclose(img[..., 0], img[..., 1]) and np.allclose(img[..., 1], img[..., 2]))
+    img.setflags(write=False)
+    return img, grey
 
 
 def make_texture(kind: str, rng: np.random.RandomState, size: int) -> np.ndarray:
     """One texture, (size, size, 3) float32 in [0, 1].
 
-    kind: a key of :data:`PATTERNS`, ``"photo:NAME"`` (mirror-tiled material) or ``"picture:NAME"``
-    (shown once). A photo that cannot be loaded falls back to the "noise" pattern drawn from ``rng``.
+    kind: a key of :data:`PATTERNS`, of :data:`ONCE_PATTERNS` (shown once), ``"photo:NAME"``
+    (mirror-tiled material) or ``"picture:NAME"`` (shown once). A photo that cannot be loaded falls back to the "noise" pattern drawn from ``rng``.
     """
     if kind.startswith(("photo:", "picture:")):
         prefix, name = kind.split(":", 1)
@@ -356,6 +533,10 @@ def make_texture(kind: str, rng: np.random.RandomState, size: int) -> np.ndarray
             img = PATTERNS["noise"](rng, size)
     elif kind in PATTERNS:
         img = PATTERNS[kind](rng, size)
+    elif kind in ONCE_PATTERNS:
+        img = ONCE_PATTERNS[kind](rng, size)
     else:
-        raise ValueError(f"unknown texture kind {kind!r}; use one of {sorted(PATTERNS)} or photo:/picture:NAME")
+        raise ValueError(
+            f"unknown texture kind {kind!r}; use one of {sorted(PATTERNS) + sorted(ONCE_PATTERNS)} or photo:/picture:NAME"
+        )
     return np.clip(img, 0.0, 1.0).astype(np.float32)
