@@ -43,6 +43,7 @@ from .data.procedural import ProceduralConfig
 from .errors import ILRMInputError
 from .jsonconfig import JsonConfig
 from .render import WHITE, render
+from .training.augment import CameraJitter, Photometric, parse_size
 from .training.checkpointing import (
     EXPORT_DTYPES,
     checkpoint_name,
@@ -56,7 +57,6 @@ from .training.checkpointing import (
     set_rng_state,
     unwrap,
 )
-from .training.augment import CameraJitter, Photometric, parse_size
 from .training.data import SampleLayout, build_train_stream, eval_examples, parse_data_source
 from .training.distributed import (
     DistInfo,

@@ -31,8 +31,8 @@ def _launch(name: str, args: list[str], out: Path, time_limit: float, workers: i
     cmd = [sys.executable, "-m", "ilrm", "train", *args, "--out", str(run_dir), "--time-limit-s", str(time_limit),
            "--num-workers", str(workers), "--no-progress"]
     (run_dir / "command.txt").write_text(" ".join(cmd) + "\n")
-    log = open(run_dir / "stdout.txt", "w")
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    with open(run_dir / "stdout.txt", "w") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
 def _train_summary(run_dir: Path) -> dict:
@@ -79,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                 entry[bench] = {"psnr": round(m["psnr"], 3), "ssim": round(m["ssim"], 4), "scenes": a.eval_limit}
             if a.mydesk:
                 js = run_dir / "mydesk.json"
-                subprocess.run([sys.executable, "scripts/mydesk_validation.py", "--model", str(weights), "--no-lpips",
-                                "--out", str(js)], check=False, stdout=open(run_dir / "mydesk.txt", "w"), stderr=subprocess.STDOUT)
+                with open(run_dir / "mydesk.txt", "w") as log:
+                    subprocess.run([sys.executable, "scripts/mydesk_validation.py", "--model", str(weights), "--no-lpips",
+                                    "--out", str(js)], check=False, stdout=log, stderr=subprocess.STDOUT)
                 if js.is_file():
                     entry["mydesk"] = json.loads(js.read_text())
         summary[name] = entry

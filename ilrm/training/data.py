@@ -327,10 +327,8 @@ class TrainStream:
         if self._thread is not None:
             self._stop.set()
             while self._thread.is_alive():
-                try:
+                with contextlib.suppress(queue.Empty):
                     self._queue.get(timeout=0.1)
-                except queue.Empty:
-                    pass
             self._thread = None
         self._it = None
 
