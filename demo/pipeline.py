@@ -202,7 +202,8 @@ def describe_model(model: nn.Module, label: str) -> str:
     cfg = model.config
     params = sum(p.numel() for p in model.parameters())
     return (
-        f"{label} — input {cfg.image_width}×{cfg.image_height}, trained with {cfg.num_views} views, "
+        f"{label} — input {cfg.image_width}×{cfg.image_height}, trained with "
+        f"{', '.join(map(str, cfg.trained_views or (cfg.num_views,)))} views, "
         f"{params / 1e6:.1f} M parameters"
     )
 
@@ -332,10 +333,11 @@ def prepare_input(
             f"the photos ({w}×{h}) are centre-cropped to the model's {config.image_width}×{config.image_height} "
             "shape; parts of the scene outside the crop are not reconstructed."
         )
-    if config.num_views != len(images):
+    if not config.trained_with(len(images)):
+        trained = ", ".join(map(str, config.trained_views or (config.num_views,)))
         warnings.append(
-            f"this model was trained with {config.num_views} views; you gave {len(images)}. It still runs, "
-            "but results are usually best with the trained number."
+            f"this model was trained with {trained} views; you gave {len(images)}. It still runs, "
+            "but results are usually best with a trained number."
         )
     timings["preprocess"] = time.perf_counter() - t
     return PreparedInput(
@@ -574,7 +576,7 @@ class ReconstructionResult:
     model: str
     image_size: tuple[int, int]
     num_views: int
-    trained_views: int
+    trained_views: str  # e.g. "2" or "2, 3, 4, 6, 8"
     camera_source: str
     num_gaussians: int
     num_preview: int
@@ -682,7 +684,7 @@ def reconstruct_iter(
         model=model_label,
         image_size=(prep.views.height, prep.views.width),
         num_views=prep.views.num_views,
-        trained_views=cfg.num_views,
+        trained_views=", ".join(map(str, cfg.trained_views or (cfg.num_views,))),
         camera_source=prep.camera_source,
         num_gaussians=g_model.num_gaussians,
         num_preview=files.num_preview,

@@ -72,12 +72,15 @@ class ILRMConfig(JsonConfig):
     image_height: int = 256
     image_width: int = 256
     num_views: int = 2
+    # every view count seen in training when it varied per step (num_views is then the largest);
+    # empty: trained with num_views only
+    trained_views: tuple[int, ...] = ()
     pose_scale_before_recentre: bool = False  # the RE10K code's normalisation quirk (SPEC)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form metadata (not used by the model)
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep tuples so configs compare equal after a round trip.
-        for name in ("image_features", "viewpoint_features"):
+        for name in ("image_features", "viewpoint_features", "trained_views"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
@@ -102,6 +105,10 @@ class ILRMConfig(JsonConfig):
                 raise ValueError(f"{name} must be >= 1")
         if not 0 <= self.sh_degree <= 4:
             raise ValueError("sh_degree must be in 0..4")
+
+    def trained_with(self, num_views: int) -> bool:
+        """Whether training saw ``num_views`` input views."""
+        return num_views in (self.trained_views or (self.num_views,))
 
     # ---- derived sizes -------------------------------------------------------------------
     @property

@@ -233,7 +233,11 @@ class TrainConfig(JsonConfig):
     def model_config(self) -> ILRMConfig:
         """The ILRMConfig of the model: preset + overrides, with the training image size and view count."""
         cfg = ILRMConfig.preset(self.preset, **self.model_overrides)
-        return cfg.replace(image_height=self.height, image_width=self.width, num_views=self.num_context)
+        views = tuple(sorted(set(self.view_choices))) if self.view_choices else ()
+        return cfg.replace(
+            image_height=self.height, image_width=self.width, num_views=max(views or (self.num_context,)),
+            trained_views=views,
+        )
 
     def data_kind(self) -> str:
         return parse_data_source(self.data)[0]
@@ -419,7 +423,7 @@ class Trainer:
         if not (folder / "config.json").is_file():
             raise ILRMInputError(f"init_from {folder}: no config.json there; give a run's segment/ or final/ folder")
         saved = ILRMConfig.from_json(folder / "config.json")
-        keep = dict(extra={}, image_height=0, image_width=0, num_views=1)
+        keep = dict(extra={}, image_height=0, image_width=0, num_views=1, trained_views=())
         if saved.replace(**keep) != self.model_config.replace(**keep):
             raise ILRMInputError(
                 f"init_from {folder} holds another model than preset {self.config.preset!r} with overrides "

@@ -171,3 +171,14 @@ def test_recipe_flags_are_validated():
         TrainConfig(sizes=("256x440",))
     with pytest.raises(ILRMInputError, match="view_choices"):
         TrainConfig(view_choices=(0, 2))
+
+
+def test_model_config_records_the_view_mix():
+    from ilrm import ILRMConfig
+
+    cfg = TrainConfig(view_choices=(8, 2, 4)).model_config()
+    assert cfg.num_views == 8 and cfg.trained_views == (2, 4, 8)
+    assert cfg.trained_with(4) and not cfg.trained_with(3)
+    assert TrainConfig(num_context=2).model_config().trained_views == ()
+    assert ILRMConfig.preset("tiny").trained_with(2) and not ILRMConfig.preset("tiny").trained_with(3)
+    assert ILRMConfig.from_json(cfg.to_json()) == cfg  # survives config.json
