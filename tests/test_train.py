@@ -231,7 +231,9 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
         load_file(str(full.final_model / "model.safetensors")),
         load_file(str(second.final_model / "model.safetensors")),
     )
-    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+    # Two identical uninterrupted CPU runs already differ by up to ~1e-6 here (multithreaded
+    # reductions; Adam's g/sqrt(v) magnifies tiny gradient differences), so that is the floor.
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
     steps = [r["step"] for r in read_log(tmp_path / "b" / "log.jsonl") if r["kind"] == "train"]
     assert steps == [1, 2]
     state = torch.load(second.checkpoint / "training_state.pt", weights_only=True)
