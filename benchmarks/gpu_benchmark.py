@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 from ilrm import ILRMConfig, Views
-from ilrm.baselines import build_model
+from ilrm.models import build_model
 from ilrm.inference import CUDAGraphRunner, autocast_for
-from ilrm.layers import set_attention_policy
-from ilrm.model import count_parameters
+from ilrm.models.layers import set_attention_policy
+from ilrm.models import count_parameters
 
 
 def random_views(B: int, V: int, H: int, W: int, device="cuda") -> Views:
@@ -87,7 +87,7 @@ def bench_case(name: str, preset: str, V: int, H: int, W: int, *, graph: bool, i
     res["tflops"] = res["flops"] / (best * 1e-3) / 1e12
     if render:
         try:
-            from ilrm.render import render as render_fn
+            from ilrm.rendering import render as render_fn
 
             g = eager()
             g = g.float()

@@ -6,7 +6,7 @@ similarity, median times) and writes ``render_parity.json`` to --out (default $O
 
 Cases: random scenes (several seeds, SH degree 0 and 3), pixel-aligned scenes shaped like a
 prediction (one Gaussian per input pixel), a randomly initialised ``ILRM(ILRMConfig.preset("tiny"))``
-prediction from random views (when ``ilrm.model`` is importable), and a short refinement run
+prediction from random views (when ``ilrm.models.ilrm`` is importable), and a short refinement run
 (time per step on each backend; held-out PSNR of a perturbed synthetic scene after 0/10/50 steps).
 Without CUDA (``--allow-cpu``) only the reference is timed, on small sizes, as a smoke test.
 """
@@ -32,7 +32,7 @@ except ImportError:  # running from a checkout without `pip install -e .`
 from ilrm.cameras import Views, pixel_rays
 from ilrm.gaussians import Gaussians
 from ilrm.refine import refine_with_stats
-from ilrm.render import render_full
+from ilrm.rendering import render_full
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -191,7 +191,7 @@ def refine_case(device, gsplat: bool, quick: bool) -> dict:
 def predicted_case(device, gsplat: bool, quick: bool) -> dict | None:
     try:
         from ilrm.config import ILRMConfig
-        from ilrm.model import ILRM
+        from ilrm.models import ILRM
     except Exception as e:  # the model may not exist yet in this checkout
         return {"case": "ilrm-tiny-random-init", "skipped": f"{type(e).__name__}: {e}"}
     cfg = ILRMConfig.preset("tiny")

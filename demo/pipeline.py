@@ -222,7 +222,7 @@ def render_backend(device: torch.device) -> str:
     """gsplat on CUDA when it imports, else our pure-torch rasterizer (also on CUDA)."""
     if device.type != "cuda":
         return "torch"
-    from ilrm.render.gsplat_backend import gsplat_available
+    from ilrm.rendering.gsplat_backend import gsplat_available
 
     return "gsplat" if gsplat_available() else "torch"
 

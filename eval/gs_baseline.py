@@ -1,7 +1,7 @@
 """Per-scene 3D Gaussian Splatting optimisation: the standard optimisation baseline.
 
 For each scene, Gaussians are optimised from scratch on the context views only, then rendered into
-the targets like any model's prediction. Rendering goes through :func:`ilrm.render.render`, so it runs
+the targets like any model's prediction. Rendering goes through :func:`ilrm.rendering.render`, so it runs
 on gsplat (CUDA) and on the pure-torch reference (CPU) alike.
 
 Initialisation (``init``):
@@ -33,7 +33,7 @@ from torch import Tensor
 from ilrm.cameras import Views
 from ilrm.errors import ILRMInputError
 from ilrm.gaussians import Gaussians
-from ilrm.render import render
+from ilrm.rendering import render
 
 SH_C0 = 0.28209479177387814
 INITS = ("random", "depth")

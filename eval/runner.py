@@ -203,7 +203,7 @@ class ModelMethod(Method):
         return gaussians, {"recon_time_s": recon, "refine_time_s": refine_time}
 
     def render(self, prediction: Gaussians, target: Views) -> Tensor:
-        from ilrm.render import render
+        from ilrm.rendering import render
 
         with torch.no_grad():
             return render(prediction, target.intrinsics, target.c2w, target.height, target.width,
@@ -237,7 +237,7 @@ class GSMethod(Method):
                                   "gs_final_loss": result.losses[-1] if result.losses else None}
 
     def render(self, prediction: Gaussians, target: Views) -> Tensor:
-        from ilrm.render import render
+        from ilrm.rendering import render
 
         with torch.no_grad():
             return render(prediction, target.intrinsics, target.c2w, target.height, target.width,

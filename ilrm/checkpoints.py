@@ -20,6 +20,7 @@ from torch import Tensor
 
 from .config import ILRMConfig
 from .errors import ILRMInputError
+from .models import ILRM, build_model, model_class
 
 MAIN_PREFIX = "encoder.scaler."
 
@@ -230,8 +231,6 @@ def convert_official_state_dict(kind: str, sd: dict[str, Tensor], config: ILRMCo
 
 def load_official_checkpoint(path: str | Path, *, trust_pickle: bool = False):
     """The authors' ``re10k_2view.ckpt`` / ``ilrm_undistort_dl3dv*.pt`` as an :class:`ilrm.ILRM` (eval mode)."""
-    from .model import ILRM
-
     kind, sd = _find_state_dict(read_checkpoint_file(path, trust_pickle=trust_pickle))
     config = _config_for(kind, sd)
     config = config.replace(extra={"source": Path(path).name, "source_sha256": file_sha256(path), "layout": kind})
@@ -267,13 +266,8 @@ def load_model(source: str | Path, *, revision: str | None = None, trust_pickle:
     - one of the authors' released files (``*.ckpt`` / ``*.pt``), through :func:`load_official_checkpoint`;
     - ``"preset:<name>"`` for randomly initialised weights (benchmarks and tests only).
     """
-    from .baselines import FullAttentionLRM
-    from .model import ILRM
-
     src = str(source)
     if src.startswith("preset:"):
-        from .baselines import build_model
-
         return build_model(ILRMConfig.preset(src.split(":", 1)[1])).eval()
     path = Path(src).expanduser()
     if path.is_file() and path.suffix in OFFICIAL_SUFFIXES:
@@ -283,8 +277,7 @@ def load_model(source: str | Path, *, revision: str | None = None, trust_pickle:
         if not cfg_file.is_file():
             raise ILRMInputError(f"{path} has no config.json: not a checkpoint folder in our format")
         arch = ILRMConfig.from_json(cfg_file).arch
-        cls = ILRM if arch == "ilrm" else FullAttentionLRM
-        return cls.from_pretrained(path).eval()
+        return model_class(arch).from_pretrained(path).eval()
     if path.exists() or src.startswith((".", "/", "~")) or src.count("/") != 1:
         raise ILRMInputError(
             f"cannot load model {src!r}: expected a checkpoint folder, an authors' .ckpt/.pt file, "
@@ -294,8 +287,7 @@ def load_model(source: str | Path, *, revision: str | None = None, trust_pickle:
 
     cfg_path = hf_hub_download(src, "config.json", revision=revision, **hub_kwargs)
     arch = ILRMConfig.from_json(cfg_path).arch
-    cls = ILRM if arch == "ilrm" else FullAttentionLRM
-    return cls.from_pretrained(src, revision=revision, **hub_kwargs).eval()
+    return model_class(arch).from_pretrained(src, revision=revision, **hub_kwargs).eval()
 
 
 def default_checkpoint() -> Path:

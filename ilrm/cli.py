@@ -34,7 +34,7 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
 @command("convert", "convert an authors' checkpoint to our safetensors + config.json format")(_convert_args)
 def _convert(args: argparse.Namespace) -> int:
     from .checkpoints import load_official_checkpoint
-    from .model import count_parameters
+    from .models import count_parameters
 
     model = load_official_checkpoint(args.src, trust_pickle=args.trust_pickle)
     model.save_pretrained(args.out_dir)

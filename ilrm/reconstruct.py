@@ -114,7 +114,7 @@ def reconstruct_scene_dir(
 
     from .data.dl3dv import load_scene_views, read_opencv_cameras
     from .gaussian_files import save_ply, save_splat
-    from .render import render
+    from .rendering import render
     from .video import render_video
 
     render_fn = render_fn or render

@@ -19,7 +19,7 @@ from torch import Tensor
 from .cameras import Views
 from .errors import ILRMInputError
 from .gaussians import Gaussians
-from .render import WHITE, BackgroundLike, render
+from .rendering import WHITE, BackgroundLike, render
 
 _OPACITY_EPS = 1e-6  # keeps logit() finite for opacities of exactly 0 or 1
 

@@ -36,13 +36,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .baselines import build_model
+from .models import build_model
 from .config import ILRMConfig
 from .data.example import Example
 from .data.procedural import ProceduralConfig
 from .errors import ILRMInputError
 from .jsonconfig import JsonConfig
-from .render import WHITE, render
+from .rendering import WHITE, render
 from .training.augment import CameraJitter, Photometric, parse_size
 from .training.checkpointing import (
     EXPORT_DTYPES,
@@ -58,7 +58,7 @@ from .training.checkpointing import (
     unwrap,
 )
 from .training.data import SampleLayout, build_train_stream, eval_examples, parse_data_source
-from .training.distributed import (
+from .distributed import (
     DistInfo,
     all_reduce_mean,
     all_reduce_sum,

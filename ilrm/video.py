@@ -54,7 +54,7 @@ def render_video(
     by all frames; c2w_path: (F, 4, 4) OpenCV camera-to-world poses (e.g. from ``ilrm.camera_paths``).
     Frames are rendered ``batch_frames`` at a time with ``render_fn(gaussians (1, N, ...),
     K (1, f, 3, 3), c2w (1, f, 4, 4), height, width, **render_kwargs) → (1, f, 3, H, W)`` in [0, 1]
-    (default ``ilrm.render.render``) and piped to ffmpeg immediately, so memory stays bounded by
+    (default ``ilrm.rendering.render``) and piped to ffmpeg immediately, so memory stays bounded by
     one batch. Odd sides are padded by one replicated row/column (yuv420p needs even sizes).
     ``quality``: imageio's 0–10 scale (variable bit rate). ``progress(done, total)`` is called after
     each batch. The file is written with ``+faststart`` so browsers can play it while loading.
@@ -108,7 +108,7 @@ def iter_render_video(
     import imageio.v2 as imageio  # imported here: only video writing needs ffmpeg
 
     if render_fn is None:
-        from ilrm.render import render as render_fn  # lazy: the renderer pulls in gsplat on CUDA
+        from ilrm.rendering import render as render_fn  # lazy: the renderer pulls in gsplat on CUDA
     if c2w_path.ndim != 3 or c2w_path.shape[1:] != (4, 4) or c2w_path.shape[0] < 1:
         raise ILRMInputError(f"c2w_path must have shape (F ≥ 1, 4, 4), got {tuple(c2w_path.shape)}")
     if K.shape != (3, 3):

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from ilrm import ILRM, ILRMConfig, ILRMInputError, Views
-from ilrm.checkpoints import read_checkpoint_file
-from ilrm.layers import reference_attention
+from ilrm.checkpoints import load_official_checkpoint, read_checkpoint_file
+from ilrm.models.layers import reference_attention
 
 from .official_fixtures import official_state_dict, save_official
 
@@ -28,7 +28,7 @@ def official(request, tmp_path_factory):
 
 def test_every_key_consumed_and_config_inferred(official):
     kind, sd, path = official
-    model = ILRM.from_official_checkpoint(path)
+    model = load_official_checkpoint(path)
     cfg = model.config
     assert (cfg.width, cfg.depth) == (WIDTH, DEPTH)
     assert cfg.uplift_factor == (2 if kind == "wide" else 1)
@@ -54,7 +54,7 @@ def test_hand_set_tokenizer_weight_selects_one_pixel_channel(official):
     sd[key] = w
     p2 = path.parent / ("hand_" + path.name)
     save_official(p2, kind, sd)
-    model = ILRM.from_official_checkpoint(p2)
+    model = load_official_checkpoint(p2)
     H = W = 32
     K = torch.tensor([[30.0, 0, 16], [0, 30, 16], [0, 0, 1]]).expand(1, 1, 3, 3)
     c2w = torch.eye(4).expand(1, 1, 4, 4)
@@ -95,7 +95,7 @@ def _authors_read_attention(sd, i, x, ctx, s):
 
 def test_read_block_matches_authors_layout(official):
     kind, sd, path = official
-    model = ILRM.from_official_checkpoint(path)
+    model = load_official_checkpoint(path)
     s = model.config.uplift_factor
     torch.manual_seed(0)
     x, ctx = torch.randn(2, 6, WIDTH), torch.randn(2, 10, WIDTH)
@@ -122,7 +122,7 @@ def _authors_self_block(sd, i, x):
 
 def test_self_block_matches_authors_layout(official):
     kind, sd, path = official
-    model = ILRM.from_official_checkpoint(path)
+    model = load_official_checkpoint(path)
     torch.manual_seed(1)
     x = torch.randn(2, 12, WIDTH)
     for i in (1, 3):  # odd blocks are self blocks
@@ -133,7 +133,7 @@ def test_self_block_matches_authors_layout(official):
 
 def test_head_maps_to_decoder(official):
     kind, sd, path = official
-    model = ILRM.from_official_checkpoint(path)
+    model = load_official_checkpoint(path)
     dec = "token_decoder.1.weight" if kind == "main" else "viewpoint_token_decoder.1.weight"
     assert torch.equal(model.head.weight, sd[dec])
 
@@ -144,10 +144,10 @@ def test_missing_and_unexpected_keys_listed(tmp_path):
     sd["processor.blocks.1.attn.bias"] = torch.zeros(3)
     save_official(tmp_path / "bad.pt", "wide", sd)
     with pytest.raises(ILRMInputError, match=r"missing keys \['processor.blocks.1.attn.qkv.weight'\].*unexpected keys \['processor.blocks.1.attn.bias'\]"):
-        ILRM.from_official_checkpoint(tmp_path / "bad.pt")
+        load_official_checkpoint(tmp_path / "bad.pt")
     torch.save({"foo": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(ILRMInputError, match="not an iLRM checkpoint"):
-        ILRM.from_official_checkpoint(tmp_path / "other.pt")
+        load_official_checkpoint(tmp_path / "other.pt")
 
 
 class _Exploit:
@@ -163,7 +163,7 @@ def test_restricted_unpickler_runs_nothing(tmp_path, monkeypatch):
     torch.save(obj, tmp_path / "evil.ckpt")
     with pytest.raises(pickle.UnpicklingError):
         torch.load(tmp_path / "evil.ckpt", weights_only=True)  # the default refuses the file…
-    model = ILRM.from_official_checkpoint(tmp_path / "evil.ckpt")  # …we read the tensors only
+    model = load_official_checkpoint(tmp_path / "evil.ckpt")  # …we read the tensors only
     assert not marker.exists()
     assert model.config.width == WIDTH
     raw = read_checkpoint_file(tmp_path / "evil.ckpt")
@@ -186,7 +186,7 @@ def test_convert_cli_writes_our_format(official, tmp_path):
     r = subprocess.run([sys.executable, "-m", "ilrm", "convert", str(path), str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
-    a = ILRM.from_official_checkpoint(path)
+    a = load_official_checkpoint(path)
     b = ILRM.from_pretrained(out)
     assert b.config.extra["layout"] == kind and len(b.config.extra["source_sha256"]) == 64
     for (n1, p1), (n2, p2) in zip(a.state_dict().items(), b.state_dict().items()):

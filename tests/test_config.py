@@ -3,9 +3,9 @@ import dataclasses
 import pytest
 
 from ilrm import ILRM, ILRMConfig
-from ilrm.baselines import FullAttentionLRM
+from ilrm.models import FullAttentionLRM
 from ilrm.config import preset_names
-from ilrm.model import count_parameters
+from ilrm.models import count_parameters
 
 
 @pytest.mark.parametrize("name", ["re10k", "dl3dv-wide", "tiny", "tiny-full"])

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ilrm import ILRM, ILRMConfig, Views
-from ilrm.baselines import FullAttentionLRM
+from ilrm.models import FullAttentionLRM
 from ilrm.config import DECODING_FROM_SCRATCH
 from ilrm.gaussians import SH_C0, decode_depth, decode_gaussians
 

@@ -23,7 +23,7 @@ from ilrm.cameras import Views, pixel_rays
 from ilrm.config import ILRMConfig
 from ilrm.gaussian_files import load_ply, load_splat
 from ilrm.gaussians import SH_C0, Gaussians
-from ilrm.render import render
+from ilrm.rendering import render
 
 PROC = EXAMPLES_DIR / "procedural"
 PROC_IMAGES = sorted(str(p) for p in (PROC / "images").glob("*.png"))

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from ilrm import ILRM, ILRMConfig, ILRMInputError, Views
-from ilrm.baselines import FullAttentionLRM, build_model
+from ilrm.models import FullAttentionLRM, build_model
 from ilrm.cameras import pixel_rays
 from ilrm.gaussians import decode_gaussians
-from ilrm.layers import ReadAttention, SelfAttention, patchify, reference_attention, unpatchify
+from ilrm.models.layers import ReadAttention, SelfAttention, patchify, reference_attention, unpatchify
 
 
 def make_views(B=1, V=2, H=64, W=64, seed=0):

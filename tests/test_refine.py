@@ -11,7 +11,7 @@ from ilrm.cameras import Views
 from ilrm.errors import ILRMInputError
 from ilrm.gaussians import Gaussians
 from ilrm.refine import RefineStep, refine, refine_with_stats
-from ilrm.render import render
+from ilrm.rendering import render
 
 
 def _scene(seed: int = 0, N: int = 150) -> Gaussians:

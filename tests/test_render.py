@@ -12,8 +12,8 @@ import torch
 
 from ilrm.errors import ILRMInputError
 from ilrm.gaussians import Gaussians, rotmat_to_quat
-from ilrm.render import RenderOutput, render, render_full
-from ilrm.render.reference import rasterize_reference, sh_basis
+from ilrm.rendering import RenderOutput, render, render_full
+from ilrm.rendering.reference import rasterize_reference, sh_basis
 
 SH_C0 = 0.28209479177387814
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ilrm.baselines import build_model
+from ilrm.models import build_model
 from ilrm.checkpoints import load_model
 from ilrm.config import ILRMConfig
 from ilrm.data.procedural import make_example

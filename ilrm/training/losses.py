@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..cameras import Views
 from ..config import ILRMConfig
 from ..gaussians import Gaussians
-from ..render import WHITE, render
+from ..rendering import WHITE, render
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Two backends with the same conventions (gsplat 1.5.3, classic 3DGS):
 
 * ``"gsplat"``: ``gsplat.rasterization`` (CUDA tensors only) — fast, used for training and evaluation;
-* ``"torch"``: the pure-PyTorch reference in :mod:`ilrm.render.reference` — runs on CPU (tests,
+* ``"torch"``: the pure-PyTorch reference in :mod:`ilrm.rendering.reference` — runs on CPU (tests,
   CPU inference) and on CUDA (parity checks).
 
 ``backend="auto"`` picks gsplat for CUDA tensors and the reference otherwise.

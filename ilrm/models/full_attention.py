@@ -6,10 +6,10 @@ from __future__ import annotations
 from huggingface_hub import PyTorchModelHubMixin
 from torch import Tensor, nn
 
-from .cameras import Views
-from .config import ILRMConfig
+from ..cameras import Views
+from ..config import ILRMConfig
+from .base import HUB_KWARGS, GaussianLRM, as_config
 from .layers import SelfBlock, init_weights
-from .model import HUB_KWARGS, GaussianLRM, as_config
 
 
 class FullAttentionLRM(GaussianLRM, PyTorchModelHubMixin, **HUB_KWARGS):
@@ -30,9 +30,3 @@ class FullAttentionLRM(GaussianLRM, PyTorchModelHubMixin, **HUB_KWARGS):
     def process(self, views: Views, image_tokens: Tensor) -> Tensor:
         return self._run_blocks(self.blocks, image_tokens, None, views.num_views)
 
-
-def build_model(config: ILRMConfig) -> GaussianLRM:
-    """The model class for ``config.arch``."""
-    from .model import ILRM
-
-    return ILRM(config) if config.arch == "ilrm" else FullAttentionLRM(config)

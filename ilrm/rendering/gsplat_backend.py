@@ -35,7 +35,7 @@ def rasterize_gsplat(
     eps2d: float = 0.3,
     packed: bool = True,
 ) -> tuple[Tensor, Tensor | None, Tensor]:
-    """Render with gsplat; same arguments and outputs as :func:`ilrm.render.reference.rasterize_reference`.
+    """Render with gsplat; same arguments and outputs as :func:`ilrm.rendering.reference.rasterize_reference`.
 
     means: (B, N, 3); quats: (B, N, 4) wxyz; scales: (B, N, 3); opacities: (B, N);
     sh: (B, N, K, 3); viewmats: (B, V, 4, 4) world-to-camera; Ks: (B, V, 3, 3) pixels;

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..errors import ILRMInputError
+from .errors import ILRMInputError
 
 
 @dataclass(frozen=True)
