@@ -60,3 +60,12 @@ class CUDAGraphRunner:
             dst.copy_(src, non_blocking=True)
         self.graph.replay()
         return self.output
+
+
+def compile_blocks(model: nn.Module, **compile_kwargs) -> nn.Module:
+    """``torch.compile`` each transformer block in place (attention itself stays outside the
+    compiled graphs, see ``ilrm.models.layers.attention``); norms, residuals and GELU get fused.
+    Use with the fast paths off: the compiler fuses the q/k RMSNorm itself."""
+    for blk in model.blocks:
+        blk.compile(**compile_kwargs)
+    return model

@@ -32,6 +32,7 @@ def set_attention_policy(long: str | None = "cudnn", short: str | None = None, t
     _attention_policy.update(long=long, short=short, threshold=threshold)
 
 
+@torch.compiler.disable  # compiled blocks (ilrm.inference.compile_blocks) keep our backend choice
 def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """Scaled dot-product attention on (B, heads, L, d) tensors with the configured backend order."""
     if q.is_cuda:
@@ -41,6 +42,44 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
             with sdpa_kernel(_ORDERS[order], set_priority=True):
                 return F.scaled_dot_product_attention(q, k, v)
     return F.scaled_dot_product_attention(q, k, v)
+
+
+# Opt-in fast paths (CUDA only; the plain path above is what runs otherwise, and on CPU always):
+#   fused_qk_norm: q/k RMSNorm in one Triton pass (ilrm.models.fast_kernels.head_rmsnorm);
+#   fp8_attention: cuDNN-frontend FP8 attention for every attention call (implies the fused norm,
+#                  which quantises q/k on the way out). Falls back to bf16 where unavailable.
+_fast = {"fused_qk_norm": False, "fp8_attention": False}
+
+
+def set_fast_paths(fused_qk_norm: bool = False, fp8_attention: bool = False) -> dict:
+    """Switch the opt-in CUDA fast paths; returns the previous setting. Benchmarks compare both."""
+    prev = dict(_fast)
+    _fast.update(fused_qk_norm=bool(fused_qk_norm), fp8_attention=bool(fp8_attention))
+    return prev
+
+
+def fast_paths() -> dict:
+    return dict(_fast)
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, q_norm: "HeadRMSNorm", k_norm: "HeadRMSNorm") -> Tensor:
+    """softmax(n_q(q) n_k(k)ᵀ/√d) v for (B, L, heads, d) q/k/v (token-strided views allowed), with
+    the q/k RMSNorms applied first. Returns (B, Lq, heads, d) (a view or contiguous)."""
+    if q.is_cuda and (_fast["fp8_attention"] or _fast["fused_qk_norm"]):
+        from . import fast_kernels as fk
+
+        if fk.HAVE_TRITON:
+            if _fast["fp8_attention"] and q.shape[-1] % 16 == 0 and fk.fp8_attention_available():
+                q8, dq = fk.head_rmsnorm_fp8(q, q_norm.weight, q_norm.eps)
+                k8, dk = fk.head_rmsnorm_fp8(k, k_norm.weight, k_norm.eps)
+                v8, dv = fk.quantize_per_tensor(v)
+                return fk.fp8_sdpa(q8, k8, v8, dq, dk, dv)
+            dt = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else q.dtype
+            q, k = fk.head_rmsnorm(q, q_norm.weight, q_norm.eps, dt), fk.head_rmsnorm(k, k_norm.weight, k_norm.eps, dt)
+            v = v.to(dt)
+            return attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+    q, k = q_norm(q), k_norm(k)
+    return attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
 
 
 def reference_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -90,9 +129,8 @@ class SelfAttention(nn.Module):
         B, N, D = x.shape
         qkv = self.qkv(self.norm(x)).view(B, N, 3, self.heads, self.head_dim)
         q, k, v = qkv.unbind(2)  # (B, N, h, d)
-        q, k = self.q_norm(q), self.k_norm(k)
-        o = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        return x + self.proj(o.transpose(1, 2).reshape(B, N, D))
+        o = attend(q, k, v, self.q_norm, self.k_norm)
+        return x + self.proj(o.reshape(B, N, D))
 
 
 class ReadAttention(nn.Module):
@@ -120,11 +158,11 @@ class ReadAttention(nn.Module):
         BV, Nq, D = x.shape
         Nk = ctx.shape[1]
         h, d, s = self.heads, self.head_dim, self.uplift
-        q = self.q_norm(self.q(self.norm(x)).view(BV, Nq * s, h, d))
-        k = self.k_norm(self.k(ctx).view(BV, Nk, h, d))
+        q = self.q(self.norm(x)).view(BV, Nq * s, h, d)
+        k = self.k(ctx).view(BV, Nk, h, d)
         v = self.v(ctx).view(BV, Nk, h, d)
-        o = attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        return x + self.proj(o.transpose(1, 2).reshape(BV, Nq, s * D))
+        o = attend(q, k, v, self.q_norm, self.k_norm)
+        return x + self.proj(o.reshape(BV, Nq, s * D))
 
 
 class ReadBlock(nn.Module):

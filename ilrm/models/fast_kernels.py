@@ -1,0 +1,226 @@
+"""Opt-in fast paths for CUDA inference; the plain PyTorch path stays beside each (``ilrm.models.layers``).
+
+- :func:`head_rmsnorm`: q/k RMSNorm over the head dimension in one Triton pass that reads the
+  (possibly strided) projection output once and writes the normalised (tokens, heads, d) tensor once,
+  in fp32 arithmetic. The plain path (``F.rms_norm`` under autocast) runs a layer-norm kernel with
+  64-wide rows, then a cast, then a copy: measured 50 ms of the 570 ms wide 32-view forward.
+- :func:`fp8_attention`: cuDNN's FP8 (e4m3) scaled-dot-product attention through the
+  ``nvidia-cudnn-frontend`` package. q and k come out of the norm kernel already in e4m3 with a
+  scale bounded from the norm weight (an RMS-normalised row has |x̂| ≤ √d, so |y| ≤ √d·max|w|:
+  no reduction over the data is needed); v gets a per-tensor scale from its amax, computed on the
+  device (no host sync). Softmax probabilities use scale 448 (they are ≤ 1).
+
+Everything here is pure and graph-capturable: scales live in device tensors, no host syncs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+try:  # Triton comes with CUDA builds of PyTorch; CPU-only installs may lack it
+    import triton
+    import triton.language as tl
+
+    HAVE_TRITON = True
+except ImportError:  # pragma: no cover - depends on the install
+    HAVE_TRITON = False
+
+FP8_MAX = 448.0  # largest finite float8_e4m3fn
+
+if HAVE_TRITON:
+
+    @triton.jit
+    def _rows_kernel(
+        X, Y, W, S, n_rows, heads, stride_tok, eps, scale_num, sqrt_d,
+        D: tl.constexpr, BLOCK: tl.constexpr, NORM: tl.constexpr, SCALE: tl.constexpr,
+    ):
+        """Row r = (token r // heads, head r % heads) of X (row start tok·stride_tok + head·D, D
+        contiguous elements) → row r of the contiguous (rows, D) output Y.
+        NORM: RMS-normalise with weight W (fp32 arithmetic). SCALE 0: none; 1: multiply by
+        scale_num / (√D · max|W|) and store its inverse (the descale) in S[0]; 2: multiply by S[0]."""
+        pid = tl.program_id(0)
+        rows = pid * BLOCK + tl.arange(0, BLOCK)
+        cols = tl.arange(0, D)
+        mask = rows < n_rows
+        tok = (rows // heads).to(tl.int64)
+        head = rows % heads
+        x = tl.load(X + tok[:, None] * stride_tok + head[:, None] * D + cols[None, :], mask=mask[:, None], other=0.0)
+        x = x.to(tl.float32)
+        if NORM:
+            w = tl.load(W + cols).to(tl.float32)
+            ms = tl.sum(x * x, axis=1) / D
+            x = x * tl.rsqrt(ms + eps)[:, None] * w[None, :]
+            if SCALE == 1:
+                s = scale_num / (sqrt_d * tl.max(tl.abs(w), axis=0))
+                x = x * s
+                if pid == 0:
+                    tl.store(S, 1.0 / s)
+        if SCALE == 2:
+            x = x * tl.load(S)
+        tl.store(Y + rows[:, None].to(tl.int64) * D + cols[None, :], x.to(Y.dtype.element_ty), mask=mask[:, None])
+
+
+def _rows_view(x: Tensor) -> tuple[int, int, int, int]:
+    """(tokens, heads, d, token stride) of a (..., L, heads, d) tensor whose heads·d block is contiguous
+    and whose tokens are evenly strided (e.g. q of a fused qkv output)."""
+    *lead, L, h, d = x.shape
+    if x.stride(-1) != 1 or x.stride(-2) != d:
+        raise ValueError("head_rmsnorm needs (…, heads, d) contiguous in its last two dims")
+    T = x.numel() // (h * d)
+    st = x.stride(-3)
+    # all leading dims must fold into one evenly strided token axis
+    expect = st * L
+    for n, s in zip(reversed(lead), reversed(x.stride()[:-3])):
+        if n != 1 and s != expect:
+            raise ValueError("head_rmsnorm: leading dims do not fold into one token axis")
+        expect = s * n
+    return T, h, d, st
+
+
+def _launch(x: Tensor, y: Tensor, w: Tensor | None, s: Tensor | None, eps: float, scale_mode: int) -> None:
+    T, h, d, st = _rows_view(x)
+    rows = T * h
+    block = 64
+    _rows_kernel[(triton.cdiv(rows, block),)](
+        x, y, w if w is not None else x, s if s is not None else x, rows, h, st, eps, FP8_MAX, math.sqrt(d),
+        D=d, BLOCK=block, NORM=w is not None, SCALE=scale_mode, num_warps=4,
+    )
+
+
+def head_rmsnorm(x: Tensor, weight: Tensor, eps: float, out_dtype: torch.dtype | None = None) -> Tensor:
+    """RMSNorm over the last dim of (B, L, heads, d) ``x`` (any token stride) → contiguous (B, L, heads, d)."""
+    y = torch.empty(x.shape, dtype=out_dtype or x.dtype, device=x.device)
+    _launch(x, y, weight, None, eps, 0)
+    return y
+
+
+def head_rmsnorm_fp8(x: Tensor, weight: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """RMSNorm then e4m3 with the weight-bound scale: (contiguous e4m3 (B, L, heads, d), descale (1,1,1,1) fp32)."""
+    y = torch.empty(x.shape, dtype=torch.float8_e4m3fn, device=x.device)
+    descale = torch.empty((1, 1, 1, 1), dtype=torch.float32, device=x.device)
+    _launch(x, y, weight, descale, eps, 1)
+    return y, descale
+
+
+def scale_cast(x: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
+    """x · scale[0] cast to ``dtype``, as a contiguous (B, L, heads, d) tensor (one pass)."""
+    y = torch.empty(x.shape, dtype=dtype, device=x.device)
+    _launch(x, y, None, scale, 0.0, 2)
+    return y
+
+
+def quantize_per_tensor(x: Tensor) -> tuple[Tensor, Tensor]:
+    """e4m3 copy of x with a per-tensor amax scale: (x8, descale) with x ≈ x8 · descale."""
+    amax = torch.linalg.vector_norm(x, ord=math.inf, dtype=torch.float32).clamp_min(1e-12)
+    scale = (FP8_MAX / amax).reshape(1, 1, 1, 1)
+    return scale_cast(x, scale, torch.float8_e4m3fn), (amax / FP8_MAX).reshape(1, 1, 1, 1)
+
+
+# ---- cuDNN frontend FP8 attention -------------------------------------------------------------
+
+_cudnn = None
+_graphs: dict = {}
+_handles: dict = {}
+INFO: dict = {}  # what the last build chose (output dtype, API), for benchmarks to report
+
+
+def cudnn_frontend():
+    """The ``cudnn`` module of nvidia-cudnn-frontend, or None when it is not installed."""
+    global _cudnn
+    if _cudnn is None:
+        try:
+            import cudnn  # type: ignore[import-not-found]
+
+            _cudnn = cudnn
+        except Exception as e:  # noqa: BLE001 - missing package or library
+            INFO["import_error"] = f"{type(e).__name__}: {e}"[:300]
+            _cudnn = False
+    return _cudnn or None
+
+
+def fp8_attention_available() -> bool:
+    return HAVE_TRITON and torch.cuda.is_available() and cudnn_frontend() is not None
+
+
+def _bhsd(x: Tensor) -> tuple[list[int], list[int]]:
+    """cuDNN dims/strides (B, H, S, D) of a (B, S, H, D) tensor."""
+    B, S, H, D = x.shape
+    sb, ss, sh, sd = x.stride()
+    return [B, H, S, D], [sb, sh, ss, sd]
+
+
+def _build(q8: Tensor, k8: Tensor, v8: Tensor, o: Tensor):
+    cudnn = cudnn_frontend()
+    dev = q8.device.index or 0
+    if dev not in _handles:
+        _handles[dev] = cudnn.create_handle()
+    handle = _handles[dev]
+    f8, f32 = cudnn.data_type.FP8_E4M3, cudnn.data_type.FLOAT
+    g = cudnn.pygraph(io_data_type=f8, intermediate_data_type=f32, compute_data_type=f32, handle=handle)
+    tq, tk, tv = (g.tensor(name=n, dim=_bhsd(t)[0], stride=_bhsd(t)[1], data_type=f8) for n, t in (("q", q8), ("k", k8), ("v", v8)))
+    sc = [g.tensor(name=n, dim=[1, 1, 1, 1], stride=[1, 1, 1, 1], data_type=f32) for n in ("dq", "dk", "dv", "ds", "ss", "so")]
+    kw = dict(q=tq, k=tk, v=tv, descale_q=sc[0], descale_k=sc[1], descale_v=sc[2], descale_s=sc[3], scale_s=sc[4], scale_o=sc[5],
+              attn_scale=1.0 / math.sqrt(q8.shape[-1]), use_causal_mask=False)
+    try:
+        to, _, amax_s, amax_o = g.sdpa_fp8(generate_stats=False, **kw)
+    except TypeError:
+        to, _, amax_s, amax_o = g.sdpa_fp8(is_inference=True, **kw)
+    to.set_output(True).set_dim(_bhsd(o)[0]).set_stride(_bhsd(o)[1]).set_data_type(
+        cudnn.data_type.BFLOAT16 if o.dtype == torch.bfloat16 else f8
+    )
+    for a in (amax_s, amax_o):
+        a.set_output(True).set_dim([1, 1, 1, 1]).set_stride([1, 1, 1, 1]).set_data_type(f32)
+    g.validate()
+    g.build_operation_graph()
+    g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+    g.check_support()
+    g.build_plans()
+    ws = torch.empty(max(g.get_workspace_size(), 1), dtype=torch.uint8, device=q8.device)
+    consts = dict(
+        ds=torch.full((1, 1, 1, 1), 1.0 / FP8_MAX, device=q8.device),
+        ss=torch.full((1, 1, 1, 1), FP8_MAX, device=q8.device),
+        one=torch.ones((1, 1, 1, 1), device=q8.device),
+        amax_s=torch.empty((1, 1, 1, 1), device=q8.device),
+        amax_o=torch.empty((1, 1, 1, 1), device=q8.device),
+    )
+    return g, handle, (tq, tk, tv, *sc, to, amax_s, amax_o), ws, consts
+
+
+_out_dtype: dict = {}  # device → torch dtype cuDNN accepted for O (bf16 where it can, else e4m3)
+
+
+def _get(q8: Tensor, k8: Tensor, v8: Tensor, o_dtype: torch.dtype):
+    key = (q8.shape, q8.stride(), k8.shape, k8.stride(), v8.stride(), o_dtype, q8.device)
+    if key not in _graphs:
+        o = torch.empty(q8.shape, dtype=o_dtype, device=q8.device)
+        _graphs[key] = _build(q8, k8, v8, o)
+    return _graphs[key]
+
+
+def fp8_sdpa(q8: Tensor, k8: Tensor, v8: Tensor, dq: Tensor, dk: Tensor, dv: Tensor) -> Tensor:
+    """softmax(q kᵀ/√d) v on e4m3 (B, L, heads, d) inputs with their descales → bf16 (B, Lq, heads, d)."""
+    cudnn = cudnn_frontend()
+    dev = q8.device
+    if dev not in _out_dtype:
+        try:
+            _get(q8, k8, v8, torch.bfloat16)
+            _out_dtype[dev] = torch.bfloat16
+        except Exception as e:  # noqa: BLE001 - Hopper's cuDNN may want an FP8 O
+            INFO["bf16_out_error"] = f"{type(e).__name__}: {e}"[:300]
+            _out_dtype[dev] = torch.float8_e4m3fn
+        INFO["out_dtype"] = str(_out_dtype[dev])
+    od = _out_dtype[dev]
+    g, handle, t, ws, c = _get(q8, k8, v8, od)
+    tq, tk, tv, sdq, sdk, sdv, sds, sss, sso, to, tas, tao = t
+    o = torch.empty(q8.shape, dtype=od, device=dev)
+    # O ≤ max|v| elementwise, so the v scale (1/dv) keeps an e4m3 O in range.
+    scale_o = c["one"] if od == torch.bfloat16 else (1.0 / dv)
+    pack = {tq: q8, tk: k8, tv: v8, sdq: dq, sdk: dk, sdv: dv, sds: c["ds"], sss: c["ss"], sso: scale_o, to: o, tas: c["amax_s"], tao: c["amax_o"]}
+    cudnn.set_stream(handle=handle, stream=torch.cuda.current_stream(dev).cuda_stream)
+    g.execute(pack, ws, handle=handle)
+    if od != torch.bfloat16:
+        o = scale_cast(o, dv, torch.bfloat16)
+    return o

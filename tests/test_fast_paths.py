@@ -1,0 +1,139 @@
+"""Fast paths against the plain path: the fused q/k RMSNorm (Triton; on CPU through Triton's
+interpreter in a subprocess), FP8 attention (CUDA + cudnn frontend only) and the model-level switch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from ilrm import ILRMConfig
+from ilrm.models import build_model
+from ilrm.models import layers
+from ilrm.models.layers import HeadRMSNorm, set_fast_paths
+
+ROOT = Path(__file__).resolve().parents[1]
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def _triton() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _triton(), reason="needs triton")
+def test_fused_norm_kernel_equals_plain_in_triton_interpreter():
+    code = textwrap.dedent(
+        """
+        import os, torch
+        from ilrm.models import fast_kernels as fk
+        from ilrm.models.layers import HeadRMSNorm
+        torch.manual_seed(0)
+        for shape in [(2, 37, 3, 4, 64), (1, 5, 3, 2, 32)]:
+            qkv = torch.randn(*shape)
+            n = HeadRMSNorm(shape[-1]); n.weight.data = 1 + 0.3 * torch.randn(shape[-1])
+            for part in qkv.unbind(2):          # token-strided views, as in SelfAttention
+                y = fk.head_rmsnorm(part, n.weight, n.eps)
+                assert y.is_contiguous() and y.shape == part.shape
+                assert (y - n(part)).abs().max() < 1e-5, (y - n(part)).abs().max()
+            c = torch.randn(3, 9, 4, 64)       # contiguous, as in ReadAttention
+            assert (fk.head_rmsnorm(c, n.weight, n.eps) - n(c)).abs().max() < 1e-5 if shape[-1] == 64 else True
+            s = torch.full((1, 1, 1, 1), 3.0)
+            assert torch.equal(fk.scale_cast(qkv.unbind(2)[2], s, torch.float32), 3 * qkv.unbind(2)[2])
+        print("OK")
+        """
+    )
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr
+
+
+def test_switch_is_a_no_op_on_cpu_and_restores():
+    torch.manual_seed(0)
+    cfg = ILRMConfig.preset("tiny", width=128, depth=2)
+    model = build_model(cfg).eval()
+    from tests.test_fast_paths import _views  # noqa: PLC0415 - same module, keeps the helper private
+
+    views = _views(cfg)
+    with torch.no_grad():
+        ref = model(views).means
+        prev = set_fast_paths(fused_qk_norm=True, fp8_attention=True)
+        try:
+            out = model(views).means
+        finally:
+            set_fast_paths(**prev)
+    assert layers.fast_paths() == prev
+    assert torch.equal(ref, out)
+
+
+def _views(cfg, V: int = 2, device="cpu"):
+    from ilrm import Views
+
+    H, W = cfg.image_height, cfg.image_width
+    g = torch.Generator().manual_seed(1)
+    K = torch.tensor([[0.9 * W, 0, W / 2], [0, 0.9 * W, H / 2], [0, 0, 1.0]]).expand(1, V, 3, 3).clone()
+    c2w = torch.eye(4).expand(1, V, 4, 4).clone()
+    c2w[..., 0, 3] = torch.linspace(-0.5, 0.5, V)
+    return Views(torch.rand(1, V, 3, H, W, generator=g), K, c2w).to(device)
+
+
+@cuda
+@pytest.mark.skipif(not _triton(), reason="needs triton")
+def test_fused_norm_on_gpu_equals_plain():
+    from ilrm.models import fast_kernels as fk
+
+    torch.manual_seed(0)
+    n = HeadRMSNorm(64).cuda()
+    n.weight.data = 1 + 0.3 * torch.randn(64, device="cuda")
+    qkv = torch.randn(2, 1000, 3, 12, 64, device="cuda", dtype=torch.bfloat16)
+    for part in qkv.unbind(2):
+        ref = torch.nn.functional.rms_norm(part.float(), (64,), n.weight, n.eps)
+        y = fk.head_rmsnorm(part, n.weight, n.eps)
+        assert ((y.float() - ref).norm() / ref.norm()) < 5e-3
+        y8, ds = fk.head_rmsnorm_fp8(part, n.weight, n.eps)
+        t8 = (ref / ds).to(torch.float8_e4m3fn)  # torch's own round-to-nearest e4m3
+        assert (y8.float() != t8.float()).float().mean() < 0.02
+        assert ((y8.float() * ds - ref).norm() / ref.norm()) < 0.04
+
+
+@cuda
+def test_fp8_attention_close_to_bf16():
+    from ilrm.models import fast_kernels as fk
+
+    if not fk.fp8_attention_available():
+        pytest.skip("nvidia-cudnn-frontend not installed")
+    torch.manual_seed(0)
+    for B, Lq, Lk in [(1, 4096, 4096), (4, 1024, 2048)]:
+        qn, kn = HeadRMSNorm(64).cuda(), HeadRMSNorm(64).cuda()
+        q = torch.randn(B, Lq, 12, 64, device="cuda", dtype=torch.bfloat16)
+        k = q[:, torch.randint(0, Lq, (Lk,), device="cuda")] + 0.5 * torch.randn(B, Lk, 12, 64, device="cuda", dtype=torch.bfloat16)
+        v = torch.randn(B, Lk, 12, 64, device="cuda", dtype=torch.bfloat16) + 0.5
+        prev = set_fast_paths()
+        ref = layers.attend(q, k, v, qn, kn).float()
+        set_fast_paths(fp8_attention=True)
+        out = layers.attend(q, k, v, qn, kn).float()
+        set_fast_paths(**prev)
+        err = ((out - ref).norm() / ref.norm()).item()
+        assert err < 0.05, err
+
+
+@cuda
+def test_model_fast_paths_close_on_gpu():
+    torch.manual_seed(0)
+    cfg = ILRMConfig.preset("tiny")
+    model = build_model(cfg).cuda().eval()
+    views = _views(cfg, device="cuda")
+    with torch.no_grad(), torch.autocast("cuda", torch.bfloat16):
+        ref = model(views).means.float()
+        prev = set_fast_paths(fused_qk_norm=True)
+        out = model(views).means.float()
+        set_fast_paths(**prev)
+    assert ((out - ref).norm() / ref.norm()) < 1e-2
