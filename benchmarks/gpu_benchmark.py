@@ -177,7 +177,7 @@ def plot(results: list[dict], out: Path) -> None:
 # ---- issue 16: every case in one run ------------------------------------------------------------
 
 VARIANTS = {  # name → fast-path switches (ilrm.models.layers.set_fast_paths)
-    "plain": dict(),
+    "plain": dict(fused_qk_norm=False),
     "fused_norm": dict(fused_qk_norm=True),
     "fp8": dict(fused_qk_norm=True, fp8_attention=True),
 }
@@ -220,6 +220,7 @@ def wide_cases(R: dict, log) -> None:
     for V, iters in ((16, 10), (32, 10), (64, 5)):
         views = random_views(1, V, 544, 960)
         row = dict(case=f"dl3dv-wide {V}x544x960", V=V)
+        set_fast_paths(**VARIANTS["plain"])
         try:
             row["gflop"] = count_flops(model, views) / 1e9
         except Exception as e:  # noqa: BLE001
@@ -243,7 +244,7 @@ def wide_cases(R: dict, log) -> None:
                     row[f"{name}_graph_error"] = f"{type(e).__name__}: {e}"[:300]
                 log(row)
             # rendering 32 views of the predicted Gaussians
-            set_fast_paths()
+            set_fast_paths(**VARIANTS["plain"])
             try:
                 g = forward_fn(model, views)().float()
                 row["render_32v_ms"] = statistics.median(time_cuda(lambda: render_views(g, views, cfg.far), 3, iters))
@@ -254,7 +255,7 @@ def wide_cases(R: dict, log) -> None:
             log(row)
         R["wide"].append(row)
         torch.cuda.empty_cache()
-    set_fast_paths()
+    set_fast_paths(**VARIANTS["plain"])
     del model
     torch.cuda.empty_cache()
 
@@ -266,7 +267,7 @@ def wide_compile_case(R: dict, log) -> None:
     cfg = ILRMConfig.preset("dl3dv-wide")
     model = build_model(cfg).cuda().eval()
     views = random_views(1, 32, 544, 960)
-    set_fast_paths()
+    set_fast_paths(**VARIANTS["plain"])
     row = dict(case="dl3dv-wide 32x544x960 compile")
     try:
         ms_plain, _ = peak_and_time(forward_fn(model, views), 2, 8)
@@ -277,6 +278,16 @@ def wide_compile_case(R: dict, log) -> None:
         row["compile_s"] = time.perf_counter() - t0
         ms, peak = peak_and_time(forward_fn(model, views), 2, 8)
         row.update(plain_ms=ms_plain, compiled_ms=ms, compiled_peak_gb=peak)
+        log(row)
+        for name in ("fused_norm", "fp8"):
+            set_fast_paths(**VARIANTS[name])
+            forward_fn(model, views)()
+            row[f"compiled_{name}_ms"], _ = peak_and_time(forward_fn(model, views), 2, 8)
+            log(row)
+        set_fast_paths(**VARIANTS["fused_norm"])
+        runner = CUDAGraphRunner(model, views, warmup=2)
+        row["compiled_fused_norm_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 2, 8))
+        del runner
     except Exception as e:  # noqa: BLE001
         row["compile_error"] = f"{type(e).__name__}: {e}"[:300]
     R["wide_compile"] = row
@@ -300,7 +311,7 @@ def re10k_cases(R: dict, log, do_compile: bool) -> None:
         except Exception as e:  # noqa: BLE001
             row[f"{name}_error"] = f"{type(e).__name__}: {e}"[:300]
         log(row)
-    set_fast_paths()
+    set_fast_paths(**VARIANTS["plain"])
     if do_compile:
         from ilrm.inference import compile_blocks
 
@@ -314,6 +325,11 @@ def re10k_cases(R: dict, log, do_compile: bool) -> None:
             runner = CUDAGraphRunner(model, views)
             row["compile_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))
             del runner
+            set_fast_paths(**VARIANTS["fused_norm"])
+            runner = CUDAGraphRunner(model, views)
+            row["compile_fused_norm_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))
+            del runner
+            set_fast_paths(**VARIANTS["plain"])
         except Exception as e:  # noqa: BLE001
             row["compile_error"] = f"{type(e).__name__}: {e}"[:300]
         log(row)
@@ -340,7 +356,7 @@ def attention_kernels(R: dict, log) -> None:
                 row[f"{name}_ms"] = statistics.median(time_cuda(lambda: attend(q, k, v, qn, kn), 2, 10))
             except Exception as e:  # noqa: BLE001
                 row[f"{name}_error"] = f"{type(e).__name__}: {e}"[:300]
-        set_fast_paths()
+        set_fast_paths(**VARIANTS["plain"])
         if fk.fp8_attention_available():
             try:
                 q8, dq = fk.head_rmsnorm_fp8(q, qn.weight, qn.eps)
@@ -353,6 +369,28 @@ def attention_kernels(R: dict, log) -> None:
         log(row)
     R["attention"] = out
     R["fp8_info"] = dict(fk.INFO)
+    # pixel_rays at the 32-view image size: the 3x3 matmul (bmm → gemv) vs an elementwise form
+    from ilrm.cameras import pixel_rays
+
+    K = random_views(1, 32, 544, 960).intrinsics
+    c2w = random_views(1, 32, 544, 960).c2w
+    row = dict(case="pixel_rays 32x544x960")
+    row["bmm_ms"] = statistics.median(time_cuda(lambda: pixel_rays(K, c2w, 544, 960), 3, 10))
+
+    def rays_elementwise():
+        o, _ = None, None
+        ys = torch.arange(544, device="cuda", dtype=torch.float32) + 0.5
+        xs = torch.arange(960, device="cuda", dtype=torch.float32) + 0.5
+        y, x = torch.meshgrid(ys, xs, indexing="ij")
+        fx, fy, cx, cy = (K[..., i, j, None, None] for i, j in ((0, 0), (1, 1), (0, 2), (1, 2)))
+        dc = torch.nn.functional.normalize(torch.stack([(x - cx) / fx, (y - cy) / fy, torch.ones_like(x).expand_as((x - cx) / fx)], -1), dim=-1)
+        d = (c2w[..., None, None, :3, :3] * dc[..., None, :]).sum(-1)
+        return c2w[..., None, None, :3, 3].expand_as(d), d
+
+    row["elementwise_ms"] = statistics.median(time_cuda(rays_elementwise, 3, 10))
+    row["max_abs_diff"] = (rays_elementwise()[1] - pixel_rays(K, c2w, 544, 960)[1]).abs().max().item()
+    R["pixel_rays"] = row
+    log(row)
 
 
 def quality_case(R: dict, log, name: str, model, views: Views, targets: Views, far: float) -> None:
@@ -367,7 +405,7 @@ def quality_case(R: dict, log, name: str, model, views: Views, targets: Views, f
                 rend[vname] = render_views(g, targets, far).clamp(0, 1)
         except Exception as e:  # noqa: BLE001
             row[f"{vname}_error"] = f"{type(e).__name__}: {e}"[:300]
-    set_fast_paths()
+    set_fast_paths(**VARIANTS["plain"])
     for vname, img in rend.items():
         row[f"{vname}_psnr_vs_gt"] = psnr(img, targets.images)
         if vname != "plain" and "plain" in rend:
@@ -503,7 +541,7 @@ def profile_fp8(out: Path) -> None:
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         f()
         torch.cuda.synchronize()
-    set_fast_paths()
+    set_fast_paths(**VARIANTS["plain"])
     (out / "profile_fp8_32v.txt").write_text(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70))
     del model
     torch.cuda.empty_cache()

@@ -48,10 +48,13 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 #   fused_qk_norm: q/k RMSNorm in one Triton pass (ilrm.models.fast_kernels.head_rmsnorm);
 #   fp8_attention: cuDNN-frontend FP8 attention for every attention call (implies the fused norm,
 #                  which quantises q/k on the way out). Falls back to bf16 where unavailable.
-_fast = {"fused_qk_norm": False, "fp8_attention": False}
+# Both are inference-only (no backward): they apply only where autograd is not recording.
+# The fused norm is the default (same function; renders ≥ 48 dB vs the plain path, gpu_benchmark.md);
+# FP8 stays opt-in (it misses 40 dB on random authors'-format weights).
+_fast = {"fused_qk_norm": True, "fp8_attention": False}
 
 
-def set_fast_paths(fused_qk_norm: bool = False, fp8_attention: bool = False) -> dict:
+def set_fast_paths(fused_qk_norm: bool = True, fp8_attention: bool = False) -> dict:
     """Switch the opt-in CUDA fast paths; returns the previous setting. Benchmarks compare both."""
     prev = dict(_fast)
     _fast.update(fused_qk_norm=bool(fused_qk_norm), fp8_attention=bool(fp8_attention))
@@ -65,20 +68,31 @@ def fast_paths() -> dict:
 def attend(q: Tensor, k: Tensor, v: Tensor, q_norm: "HeadRMSNorm", k_norm: "HeadRMSNorm") -> Tensor:
     """softmax(n_q(q) n_k(k)ᵀ/√d) v for (B, L, heads, d) q/k/v (token-strided views allowed), with
     the q/k RMSNorms applied first. Returns (B, Lq, heads, d) (a view or contiguous)."""
-    if q.is_cuda and (_fast["fp8_attention"] or _fast["fused_qk_norm"]):
-        from . import fast_kernels as fk
-
-        if fk.HAVE_TRITON:
-            if _fast["fp8_attention"] and q.shape[-1] % 16 == 0 and fk.fp8_attention_available():
-                q8, dq = fk.head_rmsnorm_fp8(q, q_norm.weight, q_norm.eps)
-                k8, dk = fk.head_rmsnorm_fp8(k, k_norm.weight, k_norm.eps)
-                v8, dv = fk.quantize_per_tensor(v)
-                return fk.fp8_sdpa(q8, k8, v8, dq, dk, dv)
-            dt = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else q.dtype
-            q, k = fk.head_rmsnorm(q, q_norm.weight, q_norm.eps, dt), fk.head_rmsnorm(k, k_norm.weight, k_norm.eps, dt)
-            v = v.to(dt)
-            return attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+    if q.is_cuda and (_fast["fp8_attention"] or _fast["fused_qk_norm"]) and not _needs_grad(q, k, v, q_norm.weight, k_norm.weight):
+        return _fast_attend(q, k, v, q_norm, k_norm)
     q, k = q_norm(q), k_norm(k)
+    return attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+
+
+def _needs_grad(*ts: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in ts)
+
+
+@torch.compiler.disable  # Triton + cuDNN-frontend calls; compiled blocks fuse what is around them
+def _fast_attend(q: Tensor, k: Tensor, v: Tensor, q_norm: "HeadRMSNorm", k_norm: "HeadRMSNorm") -> Tensor:
+    from . import fast_kernels as fk
+
+    if fk.HAVE_TRITON:
+        if _fast["fp8_attention"] and q.shape[-1] % 16 == 0 and fk.fp8_attention_available():
+            q8, dq = fk.head_rmsnorm_fp8(q, q_norm.weight, q_norm.eps)
+            k8, dk = fk.head_rmsnorm_fp8(k, k_norm.weight, k_norm.eps)
+            v8, dv = fk.quantize_per_tensor(v)
+            return fk.fp8_sdpa(q8, k8, v8, dq, dk, dv)
+        dt = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else q.dtype
+        q, k = fk.head_rmsnorm(q, q_norm.weight, q_norm.eps, dt), fk.head_rmsnorm(k, k_norm.weight, k_norm.eps, dt)
+        v = v.to(dt)
+    else:
+        q, k = q_norm(q), k_norm(k)
     return attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
 
 
