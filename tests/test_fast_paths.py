@@ -137,3 +137,8 @@ def test_model_fast_paths_close_on_gpu():
         out = model(views).means.float()
         set_fast_paths(**prev)
     assert ((out - ref).norm() / ref.norm()) < 1e-2
+
+
+def test_fused_norm_rule():
+    assert layers.fused_norm_pays(1 << 20)
+    assert not layers.fused_norm_pays(2048 * 12)  # re10k eager: the plain path (launch floor)

@@ -68,10 +68,22 @@ def fast_paths() -> dict:
 def attend(q: Tensor, k: Tensor, v: Tensor, q_norm: "HeadRMSNorm", k_norm: "HeadRMSNorm") -> Tensor:
     """softmax(n_q(q) n_k(k)ᵀ/√d) v for (B, L, heads, d) q/k/v (token-strided views allowed), with
     the q/k RMSNorms applied first. Returns (B, Lq, heads, d) (a view or contiguous)."""
-    if q.is_cuda and (_fast["fp8_attention"] or _fast["fused_qk_norm"]) and not _needs_grad(q, k, v, q_norm.weight, k_norm.weight):
+    if q.is_cuda and not _needs_grad(q, k, v, q_norm.weight, k_norm.weight) and (
+        _fast["fp8_attention"] or (_fast["fused_qk_norm"] and fused_norm_pays(q.numel() // q.shape[-1]))
+    ):
         return _fast_attend(q, k, v, q_norm, k_norm)
     q, k = q_norm(q), k_norm(k)
     return attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+
+
+FUSED_NORM_MIN_ROWS = 1 << 16
+
+
+def fused_norm_pays(rows: int) -> bool:
+    """Measured (gpu_benchmark.md): the Triton norm wins inside CUDA graphs and on large inputs
+    (re10k graph 5.54 → 4.69 ms; wide 32 views 566 → 531 ms), but eager at the launch floor its
+    Python launch cost loses (re10k eager 12.2 → 14.1 ms). So: when capturing, or ≥ 65,536 rows."""
+    return rows >= FUSED_NORM_MIN_ROWS or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
 
 
 def _needs_grad(*ts: Tensor) -> bool:
