@@ -20,9 +20,9 @@ Settings (frame indices ``0..n-1`` in capture order):
   (:func:`ilrm.reconstruct.evenly_spaced`, [0, 2, 3, 5, 6, 8, 9, 11] for 12 frames), targets = the rest.
 
 Methods: each ``--model`` (a checkpoint folder of ours, an authors' file, or ``preset:<name>`` for
-random weights) through :class:`eval.runner.ModelMethod`; ``copy-nearest``
-(:class:`eval.runner.CopyNearest`: the input image whose camera centre is nearest); per-scene 3DGS for
-each ``--gs-steps N`` (:class:`eval.runner.GSMethod` / :mod:`eval.gs_baseline`). Metrics are
+random weights) through :class:`eval.methods.ModelMethod`; ``copy-nearest``
+(:class:`eval.methods.CopyNearest`: the input image whose camera centre is nearest); per-scene 3DGS for
+each ``--gs-steps N`` (:class:`eval.methods.GSMethod` / :mod:`eval.gs_baseline`). Metrics are
 :func:`eval.metrics.compute_metrics` (PSNR on clipped renders, SSIM from scikit-image, LPIPS-VGG via
 :class:`eval.metrics.LPIPSMetric`, "n/a" with the reason when no backbone is available).
 
@@ -48,10 +48,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from demo.pipeline import EXAMPLES_DIR
-from eval.benchmarks import Benchmark
+from demo.models import DEFAULT_CHECKPOINT, EXAMPLES_DIR
+from eval.methods import DTYPES, CopyNearest, GSMethod, Method, ModelMethod
 from eval.metrics import LPIPS_NA, LPIPSMetric, compute_metrics
-from eval.runner import DTYPES, PSNR_CAP, CopyNearest, GSMethod, Method, ModelMethod, environment
+from eval.protocols import Benchmark
+from eval.provenance import environment
+from eval.records import PSNR_CAP
 from ilrm.cameras import Views, check_image_size, resize_and_center_crop
 from ilrm.config import ILRMConfig
 from ilrm.errors import ILRMInputError
@@ -362,8 +364,6 @@ def _pick_device(name: str | None) -> torch.device:
 
 def run_validation(args: argparse.Namespace) -> dict[str, Any]:
     """Everything :func:`main` does except printing; returns the JSON-ready result."""
-    from ilrm.checkpoints import default_checkpoint
-
     started = time.perf_counter()
     size = (int(args.size[0]), int(args.size[1]))
     if min(size) <= 0:
@@ -378,7 +378,7 @@ def run_validation(args: argparse.Namespace) -> dict[str, Any]:
 
     frames = load_frames(args.scene, size)
     splits = neighbour_splits(len(frames), args.limit_pairs) + [spread_split(len(frames))]
-    models = args.model or [str(default_checkpoint())]
+    models = args.model or [str(DEFAULT_CHECKPOINT)]
     entries = build_methods(models, args.gs_steps, size, device, DTYPES[dtype_name])
     lpips = None if args.no_lpips else LPIPSMetric(device)
     if lpips is None:
