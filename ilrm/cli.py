@@ -118,7 +118,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     import dataclasses
     import typing
 
-    from .train import TrainConfig
+    from .training import TrainConfig
 
     p.add_argument("--config", help="a TrainConfig JSON file (e.g. a run's train_config.json); flags override it")
     p.add_argument("--resume", help="'auto' (latest checkpoint in --out, if any) or a checkpoint / run folder")
@@ -163,7 +163,7 @@ def _train(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    from .train import TrainConfig, train
+    from .training import TrainConfig, train
 
     base = TrainConfig.from_json(args.config).to_dict() if args.config else {}
     for f in dataclasses.fields(TrainConfig):

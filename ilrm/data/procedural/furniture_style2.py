@@ -60,6 +60,7 @@ class Builder:
         return len(self.layout.boxes) + len(self.layout.spheres) + len(self.layout.cylinders)
 
     def room_for(self, parts: int) -> bool:
+        """Whether ``parts`` more primitives fit in the room's primitive budget."""
         return self.count + parts <= _PRIMITIVE_BUDGET2
 
     def material(self, table: dict[str, float], scale: float = 1.0, share: float = 0.0, key: str = "") -> tuple:

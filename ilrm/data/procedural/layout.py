@@ -49,9 +49,11 @@ class Layout:
         return all(np.linalg.norm(center[:2] - c2) >= radius + r2 + 0.05 for c2, r2 in self.footprints)
 
     def claim(self, center: np.ndarray, half_xy: np.ndarray, round_: bool = False) -> None:
+        """Reserve the footprint's bounding circle (later pieces keep clear of it)."""
         self.footprints.append((center[:2].copy(), float(half_xy[0]) if round_ else float(np.linalg.norm(half_xy))))
 
-    def box(self, center, half, yaw, tex, tile, uvoff) -> None:
+    def box(self, center, half, yaw: float, tex: int, tile, uvoff) -> None:
+        """Add a box: centre (3,), half extents (3,), yaw, texture index, tile (2,), offset (2,)."""
         self.boxes.append((np.asarray(center, float), np.asarray(half, float), float(yaw), tex, tile, uvoff))
 
 
@@ -78,11 +80,13 @@ def random_floor_spot(
 
 
 def local_to_world(center: np.ndarray, yaw: float, offset: np.ndarray) -> np.ndarray:
+    """The world point (3,) at ``offset`` (3,) in a piece's frame (origin ``center`` (3,), turned by ``yaw``)."""
     c, s = math.cos(yaw), math.sin(yaw)
     return center + np.array([c * offset[0] - s * offset[1], s * offset[0] + c * offset[1], offset[2]])
 
 
 def random_uvoff(rng: np.random.RandomState) -> np.ndarray:
+    """A random texture offset (2,) in repeats (one draw of two uniforms)."""
     return rng.uniform(0, 1, 2)
 
 
@@ -150,4 +154,5 @@ def shape_fields(
 
 
 def texture_size_for(cfg: ProceduralConfig) -> int:
+    """Texels per texture side: ``cfg.texture_size``, else the power of two >= the image side, in [64, 512]."""
     return cfg.texture_size or min(512, max(64, 1 << (max(cfg.height, cfg.width) - 1).bit_length()))

@@ -15,6 +15,7 @@ from .textures import random_colour
 
 
 def luma(rgb: np.ndarray) -> float:
+    """Rec. 709 luminance of a linear RGB colour (3,)."""
     return float(rgb @ np.array([0.2126, 0.7152, 0.0722]))
 
 

@@ -169,6 +169,7 @@ class Materials:
         return self._add(name), tile
 
     def picture(self) -> int:
+        """A new picture texture (a photo shown once; noise without photos)."""
         photo = PICTURE_PHOTOS[self.rng.randint(len(PICTURE_PHOTOS))]
         return self._add(f"picture:{photo}" if self.photos else "noise")
 

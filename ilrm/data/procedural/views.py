@@ -43,7 +43,7 @@ def render_scene(
 
     K: (V, 3, 3) or (3, 3) pixels; c2w: (V, 4, 4) OpenCV, in the scene's world frame (metres).
     Returns images (V, 3, H, W) in [0, 1] and z-depth (V, H, W) in metres, float32 on ``device``
-    (default: c2w's device). See :func:`ilrm.data.raycast.render_views`.
+    (default: c2w's device). See :func:`.raycast.render_views`.
     """
     geom = scene.geometry if isinstance(scene, ProceduralScene) else scene
     return render_views(geom, K, c2w, height, width, device=device, supersample=supersample)
