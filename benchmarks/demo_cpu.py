@@ -1,6 +1,8 @@
 """Demo measurements on a CPU machine: end-to-end latency through the served app, and pose accuracy.
 
-    python benchmarks/demo_cpu.py [--out out/demo_cpu] [--repeats 3]
+    python -m benchmarks.demo_cpu [--out out/demo_cpu] [--repeats 3]
+
+Run it from the repository root: it imports the demo (``demo/``), which is not installed.
 
 1. Latency: the app is launched on localhost with the shipped checkpoint and driven with
    ``gradio_client`` like a browser would (upload, queue, stream). For each example we time the
@@ -23,13 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from demo.app import build_demo, launch  # noqa: E402
-from demo.camera_files import load_camera_files, match_cameras  # noqa: E402
-from demo.pipeline import EXAMPLES_DIR  # noqa: E402
-from demo.uploads import estimate_upload_cameras, load_uploaded_images  # noqa: E402
-from ilrm.poses import pose_errors  # noqa: E402
+from demo.app import build_demo, launch
+from demo.camera_files import load_camera_files, match_cameras
+from demo.pipeline import EXAMPLES_DIR
+from demo.uploads import estimate_upload_cameras, load_uploaded_images
+from ilrm.poses import pose_errors
 
 MYDESK = EXAMPLES_DIR / "mydesk"
 

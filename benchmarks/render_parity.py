@@ -24,11 +24,6 @@ from pathlib import Path
 
 import torch
 
-try:
-    import ilrm  # noqa: F401
-except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from ilrm.cameras import Views, pixel_rays
 from ilrm.gaussians import Gaussians
 from ilrm.refine import refine

@@ -1,7 +1,9 @@
 """Validation (never training) on the real ``mydesk`` frames: models vs copy-nearest (and 3DGS).
 
-    python scripts/mydesk_validation.py [--model [LABEL=]DIR ...] [--gs-steps N ...] [--size H W]
+    python -m scripts.mydesk_validation [--model [LABEL=]DIR ...] [--gs-steps N ...] [--size H W]
         [--device cpu|cuda] [--no-lpips] [--limit-pairs N] [--out results.json]
+
+Run it from the repository root: it imports the demo and the evaluation harness (``demo/``, ``eval/``), which is not installed.
 
 The 12 posed 960×540 frames of ``demo/examples/mydesk`` (order of ``opencv_cameras.json`` = capture
 order) are brought to ``--size`` (default 256×448) exactly as ``python -m ilrm reconstruct`` does:
