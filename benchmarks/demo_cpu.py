@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 from demo.app import build_demo, launch
-from demo.camera_files import load_camera_files, match_cameras
 from demo.pipeline import EXAMPLES_DIR
 from demo.uploads import estimate_upload_cameras, load_uploaded_images
+from ilrm.camera_files import load_camera_files, match_cameras
 from ilrm.poses import pose_errors
 
 MYDESK = EXAMPLES_DIR / "mydesk"

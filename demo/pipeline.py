@@ -274,7 +274,7 @@ def prepare_input(
     fov_deg: field of view across the long side, the focal-length prior for photos without EXIF when
     cameras are estimated. Raises :class:`ILRMInputError`.
     """
-    from demo.camera_files import load_camera_files
+    from ilrm.camera_files import load_camera_files
     from demo.uploads import assemble_views, estimate_upload_cameras, load_uploaded_images
 
     report = progress or (lambda f, d: None)

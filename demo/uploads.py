@@ -25,11 +25,10 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from ilrm.camera_files import CameraSet, match_cameras
 from ilrm.cameras import Views, normalize_poses, resize_and_center_crop
 from ilrm.errors import ILRMInputError
-from ilrm.poses import DEFAULT_FOV_DEG, CameraSet, PoseEstimate, estimate_poses, focal_from_fov
-
-from .camera_files import match_cameras
+from ilrm.poses import DEFAULT_FOV_DEG, PoseEstimate, estimate_poses, focal_from_fov
 
 __all__ = [
     "LoadedImage",

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from demo.camera_files import load_camera_files, match_cameras
 from demo.uploads import assemble_views, estimate_upload_cameras, load_uploaded_images
+from ilrm.camera_files import load_camera_files, match_cameras
 from ilrm.errors import ILRMInputError
 from ilrm.poses import align_similarity, estimate_poses, pose_errors
 

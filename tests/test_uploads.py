@@ -10,10 +10,9 @@ import pytest
 import torch
 from PIL import ExifTags, Image
 
-from demo.camera_files import load_camera_files
 from demo.uploads import assemble_views, load_uploaded_images
+from ilrm.camera_files import CameraSet, NamedCamera, load_camera_files
 from ilrm.errors import ILRMInputError
-from ilrm.poses import CameraSet, NamedCamera
 
 ROOT = Path(__file__).resolve().parents[1]
 MYDESK = ROOT / "demo" / "examples" / "mydesk"
