@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 from demo.app import build_demo, launch
-from demo.pipeline import EXAMPLES_DIR
-from demo.uploads import estimate_upload_cameras, load_uploaded_images
+from demo.models import EXAMPLES_DIR
 from ilrm.camera_files import load_camera_files, match_cameras
+from ilrm.photos import estimate_photo_cameras, load_photos
 from ilrm.poses import pose_errors
 
 MYDESK = EXAMPLES_DIR / "mydesk"
@@ -104,10 +104,10 @@ def pose_accuracy() -> list[dict]:
     ref_cams = load_camera_files(MYDESK / "opencv_cameras.json")
     rows = []
     for name, idx in sets.items():
-        images = load_uploaded_images([MYDESK / "images" / f"frame{i}.jpg" for i in idx])
+        images = load_photos([MYDESK / "images" / f"frame{i}.jpg" for i in idx])
         t = time.perf_counter()
         try:
-            est, _ = estimate_upload_cameras(images, fov_deg=60.0)
+            est, _ = estimate_photo_cameras(images, fov_deg=60.0)
         except Exception as e:  # noqa: BLE001 - a refusal is a result too
             rows.append({"case": name, "error": f"{type(e).__name__}: {e}"[:300]})
             print(json.dumps(rows[-1]), flush=True)

@@ -16,10 +16,9 @@ from pathlib import Path
 import torch
 
 from ilrm import ILRMConfig, Views
-from ilrm.models import build_model
 from ilrm.inference import CUDAGraphRunner, autocast_for
+from ilrm.models import build_model, count_parameters
 from ilrm.models.layers import set_attention_policy
-from ilrm.models import count_parameters
 
 
 def random_views(B: int, V: int, H: int, W: int, device="cuda") -> Views:

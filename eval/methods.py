@@ -25,6 +25,7 @@ from torch import Tensor
 from ilrm.cameras import Views
 from ilrm.errors import ILRMInputError
 from ilrm.gaussians import Gaussians
+from ilrm.pipeline import Reconstructor
 
 from .protocols import Benchmark
 from .provenance import model_source_info
@@ -37,21 +38,6 @@ def cuda_sync(device: torch.device) -> None:
     """Wait for queued CUDA work, so wall-clock timings measure the work and not its launch."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def predict_gaussians(model: torch.nn.Module, views: Views, *, device: torch.device,
-                      dtype: torch.dtype | None) -> Gaussians:
-    """The model's forward: context views → Gaussians (float32) in the views' frame.
-
-    views: batch-1 context views already on ``device`` and normalised the way the model was trained
-    (the protocol's scene source does that), so the model's frame is the frame of the targets.
-    dtype: autocast dtype of the forward (None = float32).
-    """
-    from ilrm.inference import autocast_for
-
-    with torch.no_grad(), autocast_for(device, dtype):
-        gaussians = model(views)
-    return gaussians.float()
 
 
 def _render_gaussians(gaussians: Gaussians, target: Views, near: float, far: float,
@@ -138,6 +124,8 @@ class ModelMethod(Method):
     ) -> None:
         self.spec = spec
         self.model = model.to(device).eval()
+        # The one forward of the project (autocast, device); protocol views are already in the model frame.
+        self.reconstructor = Reconstructor(self.model, device=device, dtype=dtype)
         self.device = device
         self.dtype = dtype
         self.refine_steps = refine_steps
@@ -155,7 +143,7 @@ class ModelMethod(Method):
     def predict(self, context: Views, depth: Tensor | None = None) -> tuple[Gaussians, dict[str, float]]:
         cuda_sync(self.device)
         start = time.perf_counter()
-        gaussians = predict_gaussians(self.model, context, device=self.device, dtype=self.dtype)
+        gaussians = self.reconstructor.forward(context, check_finite=False)
         cuda_sync(self.device)
         recon = time.perf_counter() - start
         refine_time = 0.0
@@ -245,6 +233,5 @@ __all__ = [
     "Method",
     "ModelMethod",
     "cuda_sync",
-    "predict_gaussians",
     "resolve_method",
 ]

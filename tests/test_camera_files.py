@@ -389,13 +389,13 @@ def test_colmap_text_errors_say_what_to_fix():
 
 
 def test_zip_reads_only_camera_members_and_refuses_a_bomb(tmp_path, monkeypatch):
-    import ilrm.camera_files as camera_files
+    import ilrm.camera_files.archives as camera_archives
 
     cams = make_cameras(2)
     d = tmp_path / "model"
     d.mkdir()
     colmap_reconstruction(cams).write_text(str(d))
-    monkeypatch.setattr(camera_files, "MAX_FILE_BYTES", 64 * 1024)
+    monkeypatch.setattr(camera_archives, "MAX_FILE_BYTES", 64 * 1024)
     z = tmp_path / "with_points.zip"
     with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
         for f in d.iterdir():

@@ -94,3 +94,15 @@ def test_to_world_puts_gaussians_on_the_input_cameras_rays(pipe, ours):
     near, far = pipe.processor.render_planes(out.frame)
     torch.testing.assert_close((near * out.frame.scale).float(), torch.tensor([ours.config.near]))
     assert pipe.processor.background == (1.0, 1.0, 1.0)
+
+
+def test_ffgs_save_pretrained_loads_back(pipe, tmp_path):
+    """A folder written by ffgs (its keys beside ours in config.json) loads in ffgs and in ilrm."""
+    pipe.save_pretrained(tmp_path / "saved")
+    again = ffgs.GSPipeline.from_pretrained(tmp_path / "saved")
+    images, K, c2w = scene(180, 320)
+    a = pipe(ffgs.Views(images, K, c2w)).gaussians
+    b = again(ffgs.Views(images, K, c2w)).gaussians
+    torch.testing.assert_close(a.means, b.means)
+    ours_again = load_model(tmp_path / "saved")
+    assert ours_again.config == load_model(CKPT).config
