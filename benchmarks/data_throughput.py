@@ -18,10 +18,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ilrm.data.procedural import ProceduralConfig, ProceduralScenes, render_plans  # noqa: E402
-from ilrm.training.data import ProceduralTrainSet, SampleLayout, build_train_stream  # noqa: E402
+from ilrm.data.procedural import ProceduralConfig, ProceduralScenes, render_plans
+from ilrm.training.data import ProceduralTrainSet, SampleLayout, build_train_stream
 
 
 def sync(device: str) -> None:

@@ -1,6 +1,8 @@
 """Demo measurements on a CPU machine: end-to-end latency through the served app, and pose accuracy.
 
-    python benchmarks/demo_cpu.py [--out out/demo_cpu] [--repeats 3]
+    python -m benchmarks.demo_cpu [--out out/demo_cpu] [--repeats 3]
+
+Run it from the repository root: it imports the demo (``demo/``), which is not installed.
 
 1. Latency: the app is launched on localhost with the shipped checkpoint and driven with
    ``gradio_client`` like a browser would (upload, queue, stream). For each example we time the
@@ -23,13 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from demo.app import build_demo, launch  # noqa: E402
-from demo.camera_files import load_camera_files, match_cameras  # noqa: E402
-from demo.pipeline import EXAMPLES_DIR  # noqa: E402
-from demo.uploads import estimate_upload_cameras, load_uploaded_images  # noqa: E402
-from ilrm.poses import pose_errors  # noqa: E402
+from demo.app import build_demo, launch
+from demo.models import EXAMPLES_DIR
+from ilrm.camera_files import load_camera_files, match_cameras
+from ilrm.photos import estimate_photo_cameras, load_photos
+from ilrm.poses import pose_errors
 
 MYDESK = EXAMPLES_DIR / "mydesk"
 
@@ -104,10 +104,10 @@ def pose_accuracy() -> list[dict]:
     ref_cams = load_camera_files(MYDESK / "opencv_cameras.json")
     rows = []
     for name, idx in sets.items():
-        images = load_uploaded_images([MYDESK / "images" / f"frame{i}.jpg" for i in idx])
+        images = load_photos([MYDESK / "images" / f"frame{i}.jpg" for i in idx])
         t = time.perf_counter()
         try:
-            est, _ = estimate_upload_cameras(images, fov_deg=60.0)
+            est, _ = estimate_photo_cameras(images, fov_deg=60.0)
         except Exception as e:  # noqa: BLE001 - a refusal is a result too
             rows.append({"case": name, "error": f"{type(e).__name__}: {e}"[:300]})
             print(json.dumps(rows[-1]), flush=True)

@@ -19,10 +19,9 @@ from pathlib import Path
 import torch
 
 from ilrm import ILRMConfig, Views
-from ilrm.models import build_model
 from ilrm.inference import CUDAGraphRunner, autocast_for
+from ilrm.models import build_model, count_parameters
 from ilrm.models.layers import set_attention_policy, set_fast_paths
-from ilrm.models import count_parameters
 
 
 def random_views(B: int, V: int, H: int, W: int, device="cuda") -> Views:
@@ -464,39 +463,30 @@ def write_scene(dir: Path, V: int, H: int, W: int, seed: int = 5) -> Path:
 
 
 def reconstruct_stages(model, scene_dir: Path, out_dir: Path, size: tuple[int, int], video_frames: int = 0) -> dict:
-    """Photos on disk → .ply and .splat on disk, seconds per stage (host clock, device synced).
-    Goes through ilrm.reconstruct's functions; repoint here when ilrm.pipeline replaces them."""
-    from ilrm.data.dl3dv import load_scene_views, read_opencv_cameras
-    from ilrm.gaussian_files import save_ply, save_splat
-    from ilrm.reconstruct import fly_path, prepare_views, reconstruct
+    """Photos on disk → .ply and .splat on disk through :class:`ilrm.pipeline.Reconstructor` (the path the
+    CLI and the demo run), seconds per stage (host clock, device synced)."""
+    from ilrm.camera_files import find_scene
+    from ilrm.photos import load_photos, photo_cameras
+    from ilrm.pipeline import Reconstructor
 
+    rec = Reconstructor(model)
     t = {}
     s = time.perf_counter()
-    scene = read_opencv_cameras(scene_dir)
-    f0 = scene.frames[0]
-    ims, K, c2w = load_scene_views(scene, list(range(len(scene))), (f0.h, f0.w), resize="stretch")
+    scene = find_scene(scene_dir)
+    posed = photo_cameras(load_photos(scene.images, max_views=256), scene.cameras)
     t["decode_s"] = time.perf_counter() - s
     s = time.perf_counter()
-    views, T = prepare_views(ims, K, c2w, model.config, size)
+    prepared = rec.prepare(posed.images, posed.intrinsics, posed.c2w, size=size)
     t["resize_s"] = time.perf_counter() - s
     s = time.perf_counter()
-    rec = reconstruct(model, views, T)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    t["forward_s"] = time.perf_counter() - s  # includes the host→device copy and the world transform
+    result = rec.predict(prepared)  # includes the host→device copy, the copy back and the user-frame transform
+    t["forward_s"] = time.perf_counter() - s
     s = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    wg = rec.world_gaussians.to("cpu")
-    save_ply(out_dir / "gaussians.ply", wg)
-    save_splat(out_dir / "gaussians.splat", wg)
+    rec.export(result, out_dir, stem="gaussians", preview=False)
     t["export_s"] = time.perf_counter() - s
     if video_frames:
-        from ilrm.video import render_video
-
         s = time.perf_counter()
-        H, W = size
-        render_video(rec.gaussians, views.intrinsics[0, 0], fly_path(views.c2w[0].double(), video_frames).float(), H, W,
-                     out_dir / "flythrough.mp4", near=model.config.near, far=model.config.far)
+        rec.fly_through(result, out_dir / "fly_through.mp4", frames=video_frames)
         t["video_s"] = time.perf_counter() - s
     t["total_s"] = sum(v for k, v in t.items() if k != "video_s")
     return t

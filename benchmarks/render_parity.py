@@ -24,15 +24,10 @@ from pathlib import Path
 
 import torch
 
-try:
-    import ilrm  # noqa: F401
-except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from ilrm.cameras import Views, pixel_rays
 from ilrm.gaussians import Gaussians
-from ilrm.refine import refine_with_stats
-from ilrm.rendering import render_full
+from ilrm.refine import refine
+from ilrm.rendering import render
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -111,7 +106,7 @@ def grad_cosines(g: Gaussians, K, c2w, H, W, near, far) -> dict[str, float]:
         leaf = Gaussians(
             *(t.detach().clone().requires_grad_() for t in (g.means, g.quats, g.scales, g.opacities, g.sh))
         )
-        img = render_full(leaf, K, c2w, H, W, near=near, far=far, backend=backend).images
+        img = render(leaf, K, c2w, H, W, near=near, far=far, backend=backend)
         (img * weight).sum().backward()
         grads[backend] = {n: getattr(leaf, n).grad.flatten() for n in ("means", "quats", "scales", "opacities", "sh")}
     return {
@@ -127,15 +122,15 @@ def compare(
     row: dict = {"case": name, "B": g.batch_size, "V": K.shape[1], "N": g.num_gaussians, "H": H, "W": W}
     row["sh_degree"] = g.sh_degree
     with torch.no_grad():
-        ref = render_full(g, K, c2w, H, W, near=near, far=far, return_depth=True, backend="torch")
+        ref = render(g, K, c2w, H, W, near=near, far=far, return_depth=True, return_alpha=True, backend="torch")
         # the render above warmed the reference up; it is slow, so time it only once or twice
         row["torch_ms"] = timed(
-            lambda: render_full(g, K, c2w, H, W, near=near, far=far, backend="torch"), device, 0, 1 if quick else 2
+            lambda: render(g, K, c2w, H, W, near=near, far=far, backend="torch"), device, 0, 1 if quick else 2
         )
         if gsplat:
-            gs = render_full(g, K, c2w, H, W, near=near, far=far, return_depth=True, backend="gsplat")
+            gs = render(g, K, c2w, H, W, near=near, far=far, return_depth=True, return_alpha=True, backend="gsplat")
             row["gsplat_ms"] = timed(
-                lambda: render_full(g, K, c2w, H, W, near=near, far=far, backend="gsplat"),
+                lambda: render(g, K, c2w, H, W, near=near, far=far, backend="gsplat"),
                 device,
                 3,
                 10 if quick else 20,
@@ -161,9 +156,9 @@ def refine_case(device, gsplat: bool, quick: bool) -> dict:
     inputs, held_out = allv.select([0, 3]), allv.select([1, 2])
     truth = pixel_aligned_scene(inputs, seed=1)
     with torch.no_grad():
-        inputs = Views(render_full(truth, inputs.intrinsics, inputs.c2w, H, W).images, inputs.intrinsics, inputs.c2w)
+        inputs = Views(render(truth, inputs.intrinsics, inputs.c2w, H, W), inputs.intrinsics, inputs.c2w)
         held_out = Views(
-            render_full(truth, held_out.intrinsics, held_out.c2w, H, W).images, held_out.intrinsics, held_out.c2w
+            render(truth, held_out.intrinsics, held_out.c2w, H, W), held_out.intrinsics, held_out.c2w
         )
     noisy = Gaussians(
         truth.means + 0.01 * torch.randn(truth.means.shape, generator=g).to(device),
@@ -176,9 +171,9 @@ def refine_case(device, gsplat: bool, quick: bool) -> dict:
     for backend in ["gsplat", "torch"] if gsplat else ["torch"]:
         res = {}
         for steps in (0, 10) if (quick or backend == "torch") else (0, 10, 50):
-            refined, stats = refine_with_stats(noisy, inputs, steps, backend=backend)
+            refined, stats = refine(noisy, inputs, steps, backend=backend, return_stats=True)
             with torch.no_grad():
-                pred = render_full(refined, held_out.intrinsics, held_out.c2w, H, W, backend=backend).images
+                pred = render(refined, held_out.intrinsics, held_out.c2w, H, W, backend=backend)
             res[f"steps_{steps}"] = {
                 "held_out_psnr": psnr(pred.clamp(0, 1), held_out.images),
                 "input_mse_final": stats.final_loss,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ilrm.train import TrainConfig, train
+from ilrm.training import TrainConfig, train
 from ilrm.training.train_log import read_log
 
 

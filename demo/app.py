@@ -22,24 +22,14 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from demo.pipeline import (
-    EXAMPLES_DIR,
-    ModelStore,
-    ReconstructionResult,
-    SessionFolders,
-    VideoEvent,
-    VideoSettings,
-    default_model_specs,
-    default_video_settings,
-    describe_model,
-    pick_device,
-    reconstruct_iter,
-    render_fly_through_steps,
-    run_model,
-)
+from demo.models import EXAMPLES_DIR, ModelStore, default_model_specs, describe_model
+from demo.pipeline import ReconstructionResult, VideoSettings, default_video_settings, reconstruct_iter, run_model
+from demo.sessions import SessionFolders
 from ilrm.cameras import Views
 from ilrm.errors import ILRMInputError
 from ilrm.gaussians import Gaussians
+from ilrm.pipeline import pick_device
+from ilrm.video import VideoEvent, render_fly_through_steps
 
 log = logging.getLogger(__name__)
 

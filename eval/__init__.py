@@ -1,1 +1,1 @@
-"""Evaluation harness: reference metrics (PSNR / SSIM / LPIPS), benchmarks and leaderboards."""
+"""Evaluation harness: methods, protocols, reference metrics (PSNR / SSIM / LPIPS), records and leaderboards."""

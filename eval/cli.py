@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ilrm.errors import ILRMInputError
+from ilrm.cli_support import Commands, build_parser, command_decorator, run_commands
+
+COMMANDS: Commands = {}
+command = command_decorator(COMMANDS)
 
 
-def _fetch_args(sub: argparse._SubParsersAction) -> None:
-    from .benchmarks import benchmark_names
+def _fetch_args(p: argparse.ArgumentParser) -> None:
+    from .protocols import benchmark_names
 
-    p = sub.add_parser("fetch", help="download only what a benchmark's test protocol needs, write a manifest")
     p.add_argument("benchmark", choices=benchmark_names())
     p.add_argument("--repo-id", help="Hub dataset repo (RE10K: a mirror; DL3DV default DL3DV/DL3DV-Benchmark)")
     p.add_argument("--revision", help="branch, tag or commit (default main); the resolved sha is recorded")
@@ -37,10 +38,22 @@ def _fetch_args(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-home", type=Path, help="where manifests and converted data go (default ~/.cache/ilrm/eval)")
 
 
-def _run_args(sub: argparse._SubParsersAction) -> None:
-    from .benchmarks import benchmark_names
+@command("fetch", "download only what a benchmark's test protocol needs, write a manifest")(_fetch_args)
+def _fetch(args: argparse.Namespace) -> int:
+    from .fetch import fetch, summarise
 
-    p = sub.add_parser("run", help="evaluate a model or baseline on a benchmark")
+    result = fetch(
+        args.benchmark, repo_id=args.repo_id, revision=args.revision, limit=args.limit, local_dir=args.local_dir,
+        source=args.source, fmt=args.fmt, subfolder=args.subfolder, data_files=args.data_files,
+        index_path=args.index, cache_dir=args.cache_dir, eval_home=args.eval_home,
+    )
+    print(summarise(result), end="")
+    return 0
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    from .protocols import benchmark_names
+
     p.add_argument("--benchmark", required=True, choices=benchmark_names())
     p.add_argument("--model", required=True,
                    help="checkpoint folder, Hub id, authors' .ckpt/.pt, preset:<name>, full-attention:<dir>, "
@@ -63,37 +76,7 @@ def _run_args(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="discard results of a different run in --out")
 
 
-def _leaderboard_args(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("leaderboard", help="merge result folders and the published rows into tables")
-    p.add_argument("results", nargs="+", type=Path, help="result folders of `python -m eval run`")
-    p.add_argument("--out", required=True, type=Path, help="where leaderboard.{md,csv,html} go")
-    p.add_argument("--published", default="matching", choices=["matching", "all", "none"],
-                   help="published rows: for the measured protocols (default), all, or none")
-    p.add_argument("--title", default="Leaderboard")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m eval`` argument parser."""
-    ap = argparse.ArgumentParser(prog="python -m eval", description="iLRM evaluation harness")
-    sub = ap.add_subparsers(dest="command", required=True)
-    _fetch_args(sub)
-    _run_args(sub)
-    _leaderboard_args(sub)
-    return ap
-
-
-def _fetch(args: argparse.Namespace) -> int:
-    from .fetch import fetch, summarise
-
-    result = fetch(
-        args.benchmark, repo_id=args.repo_id, revision=args.revision, limit=args.limit, local_dir=args.local_dir,
-        source=args.source, fmt=args.fmt, subfolder=args.subfolder, data_files=args.data_files,
-        index_path=args.index, cache_dir=args.cache_dir, eval_home=args.eval_home,
-    )
-    print(summarise(result), end="")
-    return 0
-
-
+@command("run", "evaluate a model or baseline on a benchmark")(_run_args)
 def _run(args: argparse.Namespace) -> int:
     from .runner import RunOptions, run
 
@@ -122,6 +105,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _leaderboard_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("results", nargs="+", type=Path, help="result folders of `python -m eval run`")
+    p.add_argument("--out", required=True, type=Path, help="where leaderboard.{md,csv,html} go")
+    p.add_argument("--published", default="matching", choices=["matching", "all", "none"],
+                   help="published rows: for the measured protocols (default), all, or none")
+    p.add_argument("--title", default="Leaderboard")
+
+
+@command("leaderboard", "merge result folders and the published rows into tables")(_leaderboard_args)
 def _leaderboard(args: argparse.Namespace) -> int:
     from .leaderboard import write_leaderboard
 
@@ -131,11 +123,6 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (2 with a message for bad input)."""
-    args = build_parser().parse_args(argv)
-    handler = {"fetch": _fetch, "run": _run, "leaderboard": _leaderboard}[args.command]
-    try:
-        return handler(args)
-    except ILRMInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    """Entry point; returns the exit code (2 with ``error: <message>`` on stderr for bad input)."""
+    parser = build_parser("python -m eval", "iLRM evaluation harness", COMMANDS)
+    return run_commands(parser, COMMANDS, argv)

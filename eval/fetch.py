@@ -17,7 +17,7 @@ Layouts:
   written as pixelSplat chunks under the eval home, so that one reader serves both layouts.
 - DL3DV-Benchmark (``<scene>/nerfstudio/transforms.json`` + ``images_4/``; gated, CC BY-NC 4.0):
   only those files of the protocol's scenes, then converted to ``opencv_cameras.json`` folders
-  (:func:`eval.benchmarks.prepare_dl3dv_root`).
+  (:func:`eval.protocols.prepare_dl3dv_root`).
 - procedural benchmarks need nothing (the manifest says so).
 
 The manifest (``<eval home>/<benchmark>/manifest.json``) records the repo id, the requested and the
@@ -44,7 +44,7 @@ import torch
 
 from ilrm.errors import ILRMInputError
 
-from .benchmarks import Benchmark, default_eval_home, load_benchmark, prepare_dl3dv_root
+from .protocols import Benchmark, default_eval_home, load_benchmark, prepare_dl3dv_root
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 FORMATS = ("auto", "chunks", "parquet")
@@ -596,7 +596,7 @@ def fetch(
     fmt: RE10K layout ``auto`` / ``chunks`` / ``parquet``; subfolder: where the layout starts in the repo;
     data_files: glob choosing the parquet files of the split. index_path: replaces the protocol's
     index file (tests). cache_dir: Hub cache (default the standard one). eval_home: where manifests and
-    converted data go (default :func:`eval.benchmarks.default_eval_home`).
+    converted data go (default :func:`eval.protocols.default_eval_home`).
     """
     bench = load_benchmark(benchmark)
     if fmt not in FORMATS:

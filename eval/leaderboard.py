@@ -20,7 +20,7 @@ import pandas as pd
 
 from ilrm.errors import ILRMInputError
 
-from .benchmarks import load_benchmark
+from .protocols import load_benchmark
 
 PUBLISHED_CSV = Path(__file__).resolve().parent / "published.csv"
 COLUMNS = ["protocol", "method", "kind", "PSNR", "SSIM", "LPIPS", "scenes", "time", "device", "source"]
@@ -143,7 +143,7 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 
 def protocol_notes(protocols: Sequence[str]) -> list[str]:
-    """One line per protocol: its description (from ``eval/protocols``)."""
+    """One line per protocol: its description (from ``eval/protocol_specs``)."""
     lines = []
     for p in protocols:
         name, _, size = p.partition("@")

@@ -32,7 +32,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-OFFICIAL_REPO = "Gynjn/iLRM"  # demo.pipeline.OFFICIAL_REPO (not imported: this script needs no torch)
+OFFICIAL_REPO = "Gynjn/iLRM"  # demo.models.OFFICIAL_REPO (not imported: this script needs no torch)
 #: Our checkpoint's files in the single-file form (ilrm.publish.WEIGHT_FILES).
 MODEL_FILES = ("model.safetensors", "config.json")
 #: What of the repository the Space needs (besides this folder's README and requirements).

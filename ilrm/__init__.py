@@ -6,7 +6,8 @@ from .config import ILRMConfig
 from .errors import ILRMInputError
 from .gaussians import Gaussians
 from .models import ILRM, FullAttentionLRM, build_model
+from .pipeline import Reconstructor
 from .rendering import render
 
-__all__ = ["ILRM", "FullAttentionLRM", "ILRMConfig", "Views", "Gaussians", "ILRMInputError", "render", "load_model", "build_model"]
+__all__ = ["ILRM", "FullAttentionLRM", "ILRMConfig", "Views", "Gaussians", "ILRMInputError", "render", "load_model", "build_model", "Reconstructor"]
 __version__ = "0.1.0"

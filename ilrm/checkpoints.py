@@ -290,9 +290,6 @@ def load_model(source: str | Path, *, revision: str | None = None, trust_pickle:
     return model_class(arch).from_pretrained(src, revision=revision, **hub_kwargs).eval()
 
 
-def default_checkpoint() -> Path:
-    """The checkpoint shipped in this repository (used when nothing else is given or downloadable)."""
-    path = Path(__file__).resolve().parent.parent / "checkpoints" / "ilrm-tiny-procedural"
-    if not (path / "config.json").is_file():
-        raise ILRMInputError(f"the shipped checkpoint is missing at {path}; pass --model or restore the checkpoints/ folder")
-    return path
+#: Where the repository keeps its shipped checkpoint, relative to the repository root. Only the
+#: edges (the demo, the CLI's default) turn it into a path; the library never looks for the repository.
+SHIPPED_CHECKPOINT = "checkpoints/ilrm-tiny-procedural"

@@ -5,24 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from .checkpoints import SHIPPED_CHECKPOINT
+from .cli_support import Commands, build_parser, command_decorator, run_commands
 from .errors import ILRMInputError
 
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
-
-
-def command(name: str, help: str):
-    """Register ``func(args) -> exit code`` with an ``add_args(parser)`` companion."""
-
-    def wrap(add_args: Callable[[argparse.ArgumentParser], None]):
-        def inner(run: Callable[[argparse.Namespace], int]):
-            COMMANDS[name] = (help, add_args, run)
-            return run
-
-        return inner
-
-    return wrap
+COMMANDS: Commands = {}
+command = command_decorator(COMMANDS)
 
 
 def _convert_args(p: argparse.ArgumentParser) -> None:
@@ -44,20 +34,22 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _reconstruct_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scene", help="a scene folder with opencv_cameras.json and its images (2+ posed views)")
+    p.add_argument(
+        "scene",
+        help="a scene folder: photos (in images/ or at its top) and optionally a camera file "
+        "(opencv_cameras.json, transforms.json, or a COLMAP model in sparse/0); without one, cameras are estimated",
+    )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--model", default=None, help="checkpoint folder, Hub id, authors' file (default: the shipped checkpoint)")
-    p.add_argument("--views", default=None, help="comma-separated frame indices to use as input (default: evenly spaced)")
-    p.add_argument("--targets", default=None, help="comma-separated frame indices to render and score (default: up to 8 others)")
+    p.add_argument(
+        "--model", default=None,
+        help=f"checkpoint folder, Hub id or authors' file (default: $ILRM_MODEL, else ./{SHIPPED_CHECKPOINT})",
+    )
+    p.add_argument("--views", default=None, help="comma-separated photo indices to use as input (default: evenly spaced)")
+    p.add_argument("--targets", default=None, help="comma-separated photo indices to render and score (default: up to 8 others)")
     p.add_argument("--size", default=None, help="model input HxW, e.g. 256x448 (default: model height, photo aspect)")
-    p.add_argument("--video-frames", type=int, default=90)
-    p.add_argument("--device", default="cuda" if _cuda() else "cpu")
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+    p.add_argument("--video-frames", type=int, default=90, help="fly-through length (0: no video)")
+    p.add_argument("--fov", type=float, default=None, help="field of view (degrees, long side) prior for pose estimation")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
 
 
 def _ints(text: str | None) -> list[int] | None:
@@ -69,10 +61,28 @@ def _ints(text: str | None) -> list[int] | None:
         raise ILRMInputError(f"expected comma-separated integers, got {text!r}") from e
 
 
-@command("reconstruct", "reconstruct a posed scene folder: .ply, .splat, fly-through video, target renders")(_reconstruct_args)
+def default_model() -> str:
+    """The CLI's model when ``--model`` is not given: ``$ILRM_MODEL``, else the shipped checkpoint
+    relative to the current folder (the repository root)."""
+    import os
+    from pathlib import Path
+
+    chosen = os.environ.get("ILRM_MODEL")
+    if chosen:
+        return chosen
+    if not (Path(SHIPPED_CHECKPOINT) / "config.json").is_file():
+        raise ILRMInputError(
+            f"no --model given and ./{SHIPPED_CHECKPOINT} does not exist here: run from the repository root, "
+            "set ILRM_MODEL, or pass --model (a checkpoint folder, Hub id or the authors' file)"
+        )
+    return SHIPPED_CHECKPOINT
+
+
+@command("reconstruct", "reconstruct a scene folder: .ply, .splat, fly-through video, held-out renders")(_reconstruct_args)
 def _reconstruct(args: argparse.Namespace) -> int:
-    from .checkpoints import default_checkpoint, load_model
-    from .reconstruct import reconstruct_scene_dir
+    from .checkpoints import load_model
+    from .pipeline import Reconstructor
+    from .scene_folder import reconstruct_scene_folder
 
     size = None
     if args.size:
@@ -81,10 +91,15 @@ def _reconstruct(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise ILRMInputError(f"--size must look like 256x448, got {args.size!r}") from e
         size = (h, w)
-    model = load_model(args.model or default_checkpoint()).to(args.device)
-    summary = reconstruct_scene_dir(
-        model, args.scene, args.out, context=_ints(args.views), targets=_ints(args.targets), size=size,
-        video_frames=args.video_frames,
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ILRMInputError("--device cuda was asked for but CUDA is not available; use --device cpu")
+    rec = Reconstructor(load_model(args.model or default_model()), device=args.device)
+    summary = reconstruct_scene_folder(
+        rec, args.scene, args.out, context=_ints(args.views), targets=_ints(args.targets), size=size,
+        video_frames=args.video_frames, fov_deg=args.fov,
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -118,7 +133,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     import dataclasses
     import typing
 
-    from .train import TrainConfig
+    from .training import TrainConfig
 
     p.add_argument("--config", help="a TrainConfig JSON file (e.g. a run's train_config.json); flags override it")
     p.add_argument("--resume", help="'auto' (latest checkpoint in --out, if any) or a checkpoint / run folder")
@@ -163,7 +178,7 @@ def _train(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    from .train import TrainConfig, train
+    from .training import TrainConfig, train
 
     base = TrainConfig.from_json(args.config).to_dict() if args.config else {}
     for f in dataclasses.fields(TrainConfig):
@@ -225,16 +240,8 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ilrm", description="iLRM: posed photos → 3D Gaussians")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, (help_text, add_args, _) in COMMANDS.items():
-        add_args(sub.add_parser(name, help=help_text, description=help_text))
-    args = parser.parse_args(argv)
-    try:
-        return COMMANDS[args.command][2](args)
-    except ILRMInputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    parser = build_parser("python -m ilrm", "iLRM: posed photos → 3D Gaussians", COMMANDS)
+    return run_commands(parser, COMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from .errors import ILRMInputError
 from .jsonconfig import JsonConfig
 
 # Per-pixel ray/colour features a token can be built from; each name maps to 3 channels.
@@ -27,6 +28,9 @@ class ILRMConfig(JsonConfig):
     The two released models ("re10k" = authors' ``main`` branch, "dl3dv-wide" = ``wide`` branch)
     differ only in field values; see :meth:`preset`.
     """
+
+    # ffgs (the neutral inference API, ilrm/integrations/ffgs.py) stores its loader's keys beside ours.
+    foreign_keys: ClassVar[frozenset[str]] = frozenset({"model_type", "auto_map"})
 
     arch: str = "ilrm"
     # transformer
@@ -83,28 +87,28 @@ class ILRMConfig(JsonConfig):
         for name in ("image_features", "viewpoint_features", "trained_views"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.arch not in ARCHITECTURES:
-            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+            raise ILRMInputError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
         for name in ("image_features", "viewpoint_features"):
             feats = getattr(self, name)
             bad = [f for f in feats if f not in FEATURES]
             if bad or not feats or len(set(feats)) != len(feats):
-                raise ValueError(f"{name} must be distinct names from {FEATURES}, got {feats}")
+                raise ILRMInputError(f"{name} must be distinct names from {FEATURES}, got {feats}")
         if "rgb" not in self.image_features:
-            raise ValueError("image_features must include 'rgb'")
+            raise ILRMInputError("image_features must include 'rgb'")
         for name, allowed in _CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+                raise ILRMInputError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0 < self.depth_near < self.depth_far:
-            raise ValueError(f"need 0 < depth_near < depth_far, got {self.depth_near}, {self.depth_far}")
+            raise ILRMInputError(f"need 0 < depth_near < depth_far, got {self.depth_near}, {self.depth_far}")
         if "rgb" in self.viewpoint_features:
-            raise ValueError("viewpoint_features are rays only; remove 'rgb'")
+            raise ILRMInputError("viewpoint_features are rays only; remove 'rgb'")
         if self.width % self.head_dim:
-            raise ValueError(f"width {self.width} is not a multiple of head_dim {self.head_dim}")
+            raise ILRMInputError(f"width {self.width} is not a multiple of head_dim {self.head_dim}")
         for name in ("depth", "patch_size", "viewpoint_factor", "uplift_factor", "num_views"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
+                raise ILRMInputError(f"{name} must be >= 1")
         if not 0 <= self.sh_degree <= 4:
-            raise ValueError("sh_degree must be in 0..4")
+            raise ILRMInputError("sh_degree must be in 0..4")
 
     def trained_with(self, num_views: int) -> bool:
         """Whether training saw ``num_views`` input views."""
@@ -153,7 +157,7 @@ class ILRMConfig(JsonConfig):
         """Named configurations: "re10k", "dl3dv-wide", "tiny" (and "<name>-full" for the baseline)."""
         base_name = name.removesuffix("-full")
         if base_name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {preset_names()}")
+            raise ILRMInputError(f"unknown preset {name!r}; choose one of {preset_names()}")
         cfg = cls(**PRESETS[base_name])
         if name.endswith("-full"):
             cfg = cfg.replace(arch="full-attention")

@@ -3,19 +3,23 @@
 ``torchrun`` (``python -m torch.distributed.run``) sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`init_distributed` reads them. Without them (or with
 ``WORLD_SIZE=1``) everything runs in this process and every helper here is a no-op.
+Training and evaluation (``eval/runner.py``) share this module.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from .errors import ILRMInputError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -32,10 +36,12 @@ class DistInfo:
 
     @property
     def distributed(self) -> bool:
+        """More than one process."""
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """Rank 0: the one that writes shared files and logs."""
         return self.rank == 0
 
 
@@ -55,11 +61,16 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
 def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> DistInfo:
     """Join the ``torchrun`` process group if the environment describes one (nccl on CUDA, gloo on CPU).
 
-    Reuses a process group that already exists. Sets the current CUDA device to ``LOCAL_RANK``.
+    Reuses a process group that already exists. Under ``torchrun`` a CUDA device is always
+    ``cuda:<LOCAL_RANK>`` (an explicit index would put every rank on one GPU, which NCCL refuses),
+    and it becomes the current CUDA device. ``timeout_s`` bounds every collective, barriers
+    included: evaluation passes hours, since ranks finish their shards at different times.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device, local_rank)
+    if world > 1 and dev.type == "cuda":
+        dev = torch.device("cuda", local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if world <= 1:
@@ -82,6 +93,7 @@ def shutdown(info: DistInfo) -> None:
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op in one process); NCCL is told this rank's GPU."""
     if info.distributed:
         if info.device.type == "cuda":
             dist.barrier(device_ids=[info.device.index])
@@ -99,6 +111,7 @@ def all_reduce_mean(info: DistInfo, x: torch.Tensor) -> torch.Tensor:
 
 
 def all_reduce_sum(info: DistInfo, x: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks of a tensor (same shape on every rank); returns a new tensor."""
     x = x.detach().clone()
     if info.distributed:
         dist.all_reduce(x, op=dist.ReduceOp.SUM)
@@ -130,3 +143,12 @@ def broadcast_object(info: DistInfo, obj: Any, src: int = 0) -> Any:
     box = [obj if info.rank == src else None]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def shard(info: DistInfo, items: Sequence[T]) -> list[T]:
+    """This rank's share of ``items``: item ``i`` goes to rank ``i % world_size`` (order kept).
+
+    Round-robin rather than contiguous blocks, so ranks get similar mixes when the cost of an item
+    drifts along the sequence.
+    """
+    return [x for i, x in enumerate(items) if i % info.world_size == info.rank]

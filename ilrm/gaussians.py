@@ -195,10 +195,4 @@ def decode_gaussians(
     return Gaussians(means=means, quats=quats, scales=scales, opacities=opacities, sh=sh)
 
 
-# File formats live in their own module; re-exported here as part of `ilrm.gaussians`.
-from .gaussian_files import load_ply, load_splat, preview_ply, prune, save_ply, save_splat  # noqa: E402
-
-__all__ = [
-    "Gaussians", "SH_C0", "decode_gaussians", "quat_multiply", "quat_to_rotmat", "rotmat_to_quat",
-    "save_ply", "load_ply", "save_splat", "load_splat", "prune", "preview_ply",
-]
+__all__ = ["Gaussians", "SH_C0", "decode_gaussians", "quat_multiply", "quat_to_rotmat", "rotmat_to_quat"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from .errors import ILRMInputError
 
@@ -16,8 +16,11 @@ class JsonConfig:
     """Mixin for dataclasses: ``to_dict`` / ``from_dict`` / ``to_json`` / ``from_json``.
 
     Tuples are written as JSON lists; the dataclass's ``__post_init__`` turns them back, so a config
-    compares equal after a round trip. Unknown keys are refused with the list of known fields.
+    compares equal after a round trip. Unknown keys are refused with the list of known fields, except
+    ``foreign_keys``: keys other libraries write into the same ``config.json`` (and read themselves).
     """
+
+    foreign_keys: ClassVar[frozenset[str]] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)  # type: ignore[call-overload]
@@ -26,6 +29,7 @@ class JsonConfig:
     @classmethod
     def from_dict(cls: type[T], d: dict[str, Any]) -> T:
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        d = {k: v for k, v in d.items() if k not in cls.foreign_keys}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ILRMInputError(f"unknown {cls.__name__} fields {unknown}; known fields: {sorted(known)}")

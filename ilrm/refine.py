@@ -35,7 +35,7 @@ class RefineStep:
 
 @dataclass
 class RefineStats:
-    """History of a :func:`refine_with_stats` run.
+    """History of a :func:`refine` run (``return_stats=True``).
 
     losses / step_seconds: one entry per step (loss before the update, wall time of the step incl.
     render, backward and Adam update); final_loss: MSE after the last update (None if not evaluated).
@@ -72,7 +72,7 @@ def _activate(raw: dict[str, Tensor]) -> Gaussians:
     )
 
 
-def refine_with_stats(
+def refine(
     gaussians: Gaussians,
     views: Views,
     steps: int = 10,
@@ -83,16 +83,17 @@ def refine_with_stats(
     near: float = 0.01,
     far: float = 1e10,
     backend: str = "auto",
-    evaluate_final: bool = True,
+    return_stats: bool = False,
     callback: Callable[[RefineStep], None] | None = None,
-) -> tuple[Gaussians, RefineStats]:
-    """Optimise ``gaussians`` so their renders match ``views.images``; also return the history.
+) -> Gaussians | tuple[Gaussians, RefineStats]:
+    """A few Adam steps on ``gaussians`` so that their renders match ``views.images`` (MSE).
 
     gaussians: B scenes (activated parameters); views: the same B scenes' input views
     (images (B, V, 3, H, W) in [0, 1], intrinsics (B, V, 3, 3), c2w (B, V, 4, 4)).
     Use the ``near``/``far`` the model was trained with (``ILRMConfig.near/far``).
     ``callback`` is called after every step with a :class:`RefineStep`.
-    Returns detached, activated Gaussians (unit quaternions, float32) and :class:`RefineStats`.
+    Returns detached, activated Gaussians (unit quaternions, float32, same shapes as the input); with
+    ``return_stats`` also a :class:`RefineStats` (losses, step times and the final loss).
     """
     if steps < 0:
         raise ILRMInputError(f"steps must be >= 0, got {steps}")
@@ -138,39 +139,7 @@ def refine_with_stats(
     with torch.no_grad():
         out = _activate(raw).detach()
         out = Gaussians(out.means, F.normalize(out.quats, dim=-1), out.scales, out.opacities, out.sh)
-        if evaluate_final:
-            stats.final_loss = float(loss_of(out))
+        if not return_stats:
+            return out
+        stats.final_loss = float(loss_of(out))
     return out, stats
-
-
-def refine(
-    gaussians: Gaussians,
-    views: Views,
-    steps: int = 10,
-    *,
-    lr_means: float = 6e-4,
-    lr_other: float = 1e-3,
-    background: BackgroundLike = WHITE,
-    near: float = 0.01,
-    far: float = 1e10,
-    backend: str = "auto",
-    callback: Callable[[RefineStep], None] | None = None,
-) -> Gaussians:
-    """A few Adam steps on ``gaussians`` against the input ``views`` (MSE); see :func:`refine_with_stats`.
-
-    Returns detached, activated Gaussians with the same shapes as the input.
-    """
-    out, _ = refine_with_stats(
-        gaussians,
-        views,
-        steps,
-        lr_means=lr_means,
-        lr_other=lr_other,
-        background=background,
-        near=near,
-        far=far,
-        backend=backend,
-        evaluate_final=False,
-        callback=callback,
-    )
-    return out

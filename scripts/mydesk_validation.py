@@ -1,13 +1,15 @@
 """Validation (never training) on the real ``mydesk`` frames: models vs copy-nearest (and 3DGS).
 
-    python scripts/mydesk_validation.py [--model [LABEL=]DIR ...] [--gs-steps N ...] [--size H W]
+    python -m scripts.mydesk_validation [--model [LABEL=]DIR ...] [--gs-steps N ...] [--size H W]
         [--device cpu|cuda] [--no-lpips] [--limit-pairs N] [--out results.json]
+
+Run it from the repository root: it imports the demo and the evaluation harness (``demo/``, ``eval/``), which is not installed.
 
 The 12 posed 960×540 frames of ``demo/examples/mydesk`` (order of ``opencv_cameras.json`` = capture
 order) are brought to ``--size`` (default 256×448) exactly as ``python -m ilrm reconstruct`` does:
 :func:`ilrm.cameras.resize_and_center_crop` (scale to cover, centre crop, intrinsics updated), then
-:func:`ilrm.reconstruct.prepare_views` normalises the input poses (:func:`ilrm.cameras.normalize_poses`,
-with the model's ``pose_scale_before_recentre``) and :func:`ilrm.reconstruct.to_model_frame` moves the
+:func:`ilrm.pipeline.prepare_views` normalises the input poses (:func:`ilrm.cameras.normalize_poses`,
+with the model's ``pose_scale_before_recentre``) and :func:`ilrm.pipeline.to_model_frame` moves the
 target cameras with the same transform.
 
 Settings (frame indices ``0..n-1`` in capture order):
@@ -17,12 +19,12 @@ Settings (frame indices ``0..n-1`` in capture order):
   ``all-others`` = every frame that is not an input (includes far extrapolation), and
   ``adjacent`` = frames i-1 and i+2 (those that exist), the frames right next to the pair.
 - ``8-spread``: inputs = 8 frames evenly spread over the capture
-  (:func:`ilrm.reconstruct.evenly_spaced`, [0, 2, 3, 5, 6, 8, 9, 11] for 12 frames), targets = the rest.
+  (:func:`ilrm.pipeline.evenly_spaced`, [0, 2, 3, 5, 6, 8, 9, 11] for 12 frames), targets = the rest.
 
 Methods: each ``--model`` (a checkpoint folder of ours, an authors' file, or ``preset:<name>`` for
-random weights) through :class:`eval.runner.ModelMethod`; ``copy-nearest``
-(:class:`eval.runner.CopyNearest`: the input image whose camera centre is nearest); per-scene 3DGS for
-each ``--gs-steps N`` (:class:`eval.runner.GSMethod` / :mod:`eval.gs_baseline`). Metrics are
+random weights) through :class:`eval.methods.ModelMethod`; ``copy-nearest``
+(:class:`eval.methods.CopyNearest`: the input image whose camera centre is nearest); per-scene 3DGS for
+each ``--gs-steps N`` (:class:`eval.methods.GSMethod` / :mod:`eval.gs_baseline`). Metrics are
 :func:`eval.metrics.compute_metrics` (PSNR on clipped renders, SSIM from scikit-image, LPIPS-VGG via
 :class:`eval.metrics.LPIPSMetric`, "n/a" with the reason when no backbone is available).
 
@@ -48,14 +50,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from demo.pipeline import EXAMPLES_DIR
-from eval.benchmarks import Benchmark
+from demo.models import DEFAULT_CHECKPOINT, EXAMPLES_DIR
+from eval.methods import DTYPES, CopyNearest, GSMethod, Method, ModelMethod
 from eval.metrics import LPIPS_NA, LPIPSMetric, compute_metrics
-from eval.runner import DTYPES, PSNR_CAP, CopyNearest, GSMethod, Method, ModelMethod, environment
+from eval.protocols import Benchmark
+from eval.provenance import environment
+from eval.records import PSNR_CAP
 from ilrm.cameras import Views, check_image_size, resize_and_center_crop
 from ilrm.config import ILRMConfig
 from ilrm.errors import ILRMInputError
-from ilrm.reconstruct import evenly_spaced, prepare_views, to_model_frame
+from ilrm.pipeline import evenly_spaced, prepare_views, to_model_frame
 
 DEFAULT_SCENE = EXAMPLES_DIR / "mydesk"
 DEFAULT_SIZE = (256, 448)
@@ -100,7 +104,7 @@ class SceneFrames:
 def load_frames(scene_dir: str | Path, size: tuple[int, int]) -> SceneFrames:
     """Read ``<scene_dir>/opencv_cameras.json`` and all its frames, resized as the reconstruct path does.
 
-    Frames are read at the first frame's size (as :func:`ilrm.reconstruct.reconstruct_scene_dir` does;
+    Frames are read at the first frame's size (as :func:`ilrm.scene_folder.reconstruct_scene_folder` does;
     a no-op for mydesk) and brought to ``size`` with :func:`ilrm.cameras.resize_and_center_crop`.
     Raises :class:`ILRMInputError` for a missing folder, camera file or image.
     """
@@ -153,13 +157,14 @@ def spread_split(n: int, k: int = SPREAD_INPUTS) -> Split:
 def split_views(frames: SceneFrames, split: Split, scale_before_recentre: bool) -> tuple[Views, Views]:
     """(context, target) views (batch 1, CPU) with poses in the model frame of the split's inputs.
 
-    The inputs go through :func:`ilrm.reconstruct.prepare_views` (the images are already at the
+    The inputs go through :func:`ilrm.pipeline.prepare_views` (the images are already at the
     evaluation size, so its resize is the identity) and the targets through
-    :func:`ilrm.reconstruct.to_model_frame` with the same transform.
+    :func:`ilrm.pipeline.to_model_frame` with the same transform.
     """
     ci, ti = list(split.inputs), list(split.targets)
     config = ILRMConfig(pose_scale_before_recentre=scale_before_recentre)  # only the normalisation is read
-    context, transform = prepare_views(frames.images[ci], frames.K[ci], frames.c2w[ci], config, frames.size)
+    prepared = prepare_views(frames.images[ci], frames.K[ci], frames.c2w[ci], config, size=frames.size)
+    context, transform = prepared.views, prepared.transform
     target_c2w = to_model_frame(frames.c2w[ti].double(), transform.double()).float()
     target = Views(frames.images[ti][None], frames.K[ti].float()[None], target_c2w[None])
     return context, target
@@ -362,8 +367,6 @@ def _pick_device(name: str | None) -> torch.device:
 
 def run_validation(args: argparse.Namespace) -> dict[str, Any]:
     """Everything :func:`main` does except printing; returns the JSON-ready result."""
-    from ilrm.checkpoints import default_checkpoint
-
     started = time.perf_counter()
     size = (int(args.size[0]), int(args.size[1]))
     if min(size) <= 0:
@@ -378,7 +381,7 @@ def run_validation(args: argparse.Namespace) -> dict[str, Any]:
 
     frames = load_frames(args.scene, size)
     splits = neighbour_splits(len(frames), args.limit_pairs) + [spread_split(len(frames))]
-    models = args.model or [str(default_checkpoint())]
+    models = args.model or [str(DEFAULT_CHECKPOINT)]
     entries = build_methods(models, args.gs_steps, size, device, DTYPES[dtype_name])
     lpips = None if args.no_lpips else LPIPSMetric(device)
     if lpips is None:
@@ -402,7 +405,7 @@ def run_validation(args: argparse.Namespace) -> dict[str, Any]:
         "capture_order": "frame order of opencv_cameras.json",
         "image_size": list(size),
         "preprocessing": "ilrm.cameras.resize_and_center_crop (cover, centre crop, intrinsics updated); inputs "
-        "normalised by ilrm.reconstruct.prepare_views, targets by ilrm.reconstruct.to_model_frame (same transform)",
+        "normalised by ilrm.pipeline.prepare_views, targets by ilrm.pipeline.to_model_frame (same transform)",
         "settings": {
             "2-neighbours": {"inputs": "frames (i, i+1), i = 0..n-2", "pairs": [list(s.inputs) for s in splits[:-1]],
                              "subsets": {"all-others": "every frame that is not an input",

@@ -1,6 +1,8 @@
 """Run several methods on the procedural benchmarks in one process, then write the leaderboard.
 
-    python scripts/procedural_suite.py --ilrm DIR --baseline DIR --out OUT [--limit N] [--gs-steps 300 1000]
+    python -m scripts.procedural_suite --ilrm DIR --baseline DIR --out OUT [--limit N] [--gs-steps 300 1000]
+
+Run it from the repository root: it imports the evaluation harness (``eval/``), which is not installed.
 
 Methods per benchmark (procedural-2v, procedural-8v): iLRM, iLRM + 10 and + 50 refinement steps, the
 full-attention baseline, per-scene 3DGS at each ``--gs-steps``, and copy-nearest (a sanity floor).
@@ -15,10 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from eval.leaderboard import write_leaderboard  # noqa: E402
-from eval.runner import RunOptions, run  # noqa: E402
+from eval.leaderboard import write_leaderboard
+from eval.runner import RunOptions, run
 
 
 def main(argv: list[str] | None = None) -> int:

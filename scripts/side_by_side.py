@@ -1,6 +1,8 @@
 """Several training runs side by side on one GPU for the same wall time, then a quick held-out check.
 
-    python scripts/side_by_side.py --spec runs.json --out OUT --time-limit-s 330 [--eval-limit 12]
+    python -m scripts.side_by_side --spec runs.json --out OUT --time-limit-s 330 [--eval-limit 12]
+
+Run it from the repository root: it imports the evaluation harness (``eval/``), which is not installed.
 
 ``runs.json``: ``{"common": [train flags...], "runs": [{"name": "a", "args": [flags...], "workers": 3}, ...]}``.
 Each run is ``python -m ilrm train <common> <args> --out OUT/<name> --time-limit-s T``; all start at

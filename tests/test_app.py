@@ -16,7 +16,9 @@ import pytest
 from PIL import Image
 
 from demo.app import build_demo, launch, make_handler
-from demo.pipeline import DEFAULT_CHECKPOINT, EXAMPLES_DIR, ModelSpec, ModelStore, SessionFolders, VideoSettings
+from demo.models import DEFAULT_CHECKPOINT, EXAMPLES_DIR, ModelSpec, ModelStore
+from demo.pipeline import VideoSettings
+from demo.sessions import SessionFolders
 from ilrm.gaussian_files import load_ply
 
 PROC = EXAMPLES_DIR / "procedural"

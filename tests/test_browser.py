@@ -123,7 +123,9 @@ def test_example_draws_in_the_3d_viewer(tmp_path, monkeypatch):
     from torch import nn
 
     from demo.app import build_demo, launch
-    from demo.pipeline import ModelSpec, ModelStore, SessionFolders, VideoSettings
+    from demo.models import ModelSpec, ModelStore
+    from demo.pipeline import VideoSettings
+    from demo.sessions import SessionFolders
     from ilrm.config import ILRMConfig
 
     class BlobModel(nn.Module):

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
+import struct
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from demo.camera_files import load_camera_files, match_cameras, parse_colmap_binary
+from ilrm.camera_files import (
+    CameraSet,
+    NamedCamera,
+    find_camera_file,
+    find_scene,
+    load_camera_files,
+    match_cameras,
+    parse_colmap_binary,
+    parse_colmap_text,
+    read_camera_set,
+)
 from ilrm.errors import ILRMInputError
-from ilrm.poses import CameraSet, NamedCamera
 
 ROOT = Path(__file__).resolve().parents[1]
 MYDESK = ROOT / "demo" / "examples" / "mydesk"
@@ -226,8 +236,6 @@ def test_colmap_models_written_by_pycolmap(tmp_path, kind, model):
 def test_colmap_text_without_point_lines_and_comments():
     cams_txt = "# comment\n1 SIMPLE_PINHOLE 100 50 80 50 25\n"
     imgs_txt = "# IMAGE_ID ...\n1 1 0 0 0 0 0 0 1 a.jpg\n2 1 0 0 0 1 0 0 1 b.jpg\n1.0 2.0 -1 3.0 4.0 5\n"
-    from demo.camera_files import parse_colmap_text
-
     cs = parse_colmap_text(cams_txt, imgs_txt)
     assert cs.names == ["a.jpg", "b.jpg"]
     np.testing.assert_allclose(cs.cameras[1].c2w[:3, 3], [-1, 0, 0])  # c = -R^T t
@@ -340,3 +348,154 @@ def test_rotated_photo_hint():
     cam = NamedCamera("a.jpg", np.eye(4), np.array([[100.0, 0, 200], [0, 100, 150], [0, 0, 1]]), 400, 300)
     with pytest.raises(ILRMInputError, match="EXIF orientation"):
         cam.intrinsics_for(400, 300)
+
+
+# ---- COLMAP through pycolmap: what we guard around it ------------------------------------------
+
+
+def test_colmap_text_names_with_spaces_and_unnormalised_quaternions():
+    """pycolmap cuts names at a space and uses quaternions as written; we keep the old results."""
+    cams_txt = "1 PINHOLE 100 50 80 81 50 25\n"
+    imgs_txt = "1 2 0 0 0 0 0 0 1 IMG 1.jpg\n\n2 0.7 0.1 0 0 1 0 0 1 IMG 2.jpg\n1 2 -1\n"
+    cs = parse_colmap_text(cams_txt, imgs_txt)
+    assert cs.names == ["IMG 1.jpg", "IMG 2.jpg"]
+    w, x = np.array([0.7, 0.1]) / np.hypot(0.7, 0.1)
+    R = np.array([[1, 0, 0], [0, 1 - 2 * x * x, -2 * w * x], [0, 2 * w * x, 1 - 2 * x * x]])  # w2c
+    np.testing.assert_allclose(cs.cameras[1].c2w[:3, :3], R.T, atol=1e-12)
+    np.testing.assert_allclose(cs.cameras[1].c2w[:3, 3], -R.T @ [1, 0, 0], atol=1e-12)
+
+
+def test_colmap_binary_counts_checked_before_pycolmap(tmp_path):
+    """A stated point count far beyond the file's size is refused at once (pycolmap would allocate it)."""
+    colmap_reconstruction(make_cameras(2)).write_binary(str(tmp_path))
+    cb, ib = (tmp_path / "cameras.bin").read_bytes(), bytearray((tmp_path / "images.bin").read_bytes())
+    end = ib.index(b"\0", 8 + 64) + 1  # after the first image's name: its number of 2D points
+    ib[end : end + 8] = struct.pack("<Q", 2**40)
+    with pytest.raises(ILRMInputError, match="images.bin is truncated"):
+        parse_colmap_binary(cb, bytes(ib))
+    with pytest.raises(ILRMInputError, match="cameras.bin is truncated"):
+        parse_colmap_binary(cb[:-5], (tmp_path / "images.bin").read_bytes())
+    bad = bytearray(cb)
+    bad[12:16] = struct.pack("<i", 99)  # the first camera's model id
+    with pytest.raises(ILRMInputError, match="unknown camera model id 99"):
+        parse_colmap_binary(bytes(bad), (tmp_path / "images.bin").read_bytes())
+
+
+def test_colmap_text_errors_say_what_to_fix():
+    with pytest.raises(ILRMInputError, match="CAMERA_ID MODEL WIDTH HEIGHT"):
+        parse_colmap_text("1 NOT_A_MODEL 100 50 80 50 25\n", "1 1 0 0 0 0 0 0 1 a.jpg\n\n")
+    with pytest.raises(ILRMInputError, match="camera ids that the cameras file does not define"):
+        parse_colmap_text("1 SIMPLE_PINHOLE 100 50 80 50 25\n", "1 1 0 0 0 0 0 0 7 a.jpg\n\n")
+
+
+def test_zip_reads_only_camera_members_and_refuses_a_bomb(tmp_path, monkeypatch):
+    import ilrm.camera_files.archives as camera_archives
+
+    cams = make_cameras(2)
+    d = tmp_path / "model"
+    d.mkdir()
+    colmap_reconstruction(cams).write_text(str(d))
+    monkeypatch.setattr(camera_archives, "MAX_FILE_BYTES", 64 * 1024)
+    z = tmp_path / "with_points.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in d.iterdir():
+            if f.stem != "points3D":
+                zf.write(f, f"sparse/0/{f.name}")
+        zf.writestr("sparse/0/points3D.txt", " " * (1 << 20))  # never unpacked: over the cap on its own
+    check_same(load_camera_files(z), cams, atol=1e-7)
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(d / "cameras.txt", "cameras.txt")
+        zf.writestr("images.txt", (d / "images.txt").read_text() + "\n" * (1 << 20))
+    assert bomb.stat().st_size < 64 * 1024
+    with pytest.raises(ILRMInputError, match="unpacks to more than"):
+        load_camera_files(bomb)
+
+
+# ---- format detection: read_camera_set, find_camera_file, find_scene ---------------------------
+
+
+def write_photos(folder: Path, cams) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, *_, w, h in cams:
+        Image.new("RGB", (w, h)).save(folder / n)
+
+
+@pytest.mark.parametrize("layout", ["colmap_text", "colmap_binary", "transforms", "opencv"])
+def test_scene_folder_formats_detected(tmp_path, layout):
+    cams = make_cameras(3)
+    root = tmp_path / "scene"
+    write_photos(root / "images", cams)
+    if layout.startswith("colmap"):
+        model = root / "sparse" / "0"
+        model.mkdir(parents=True)
+        rec = colmap_reconstruction(cams)
+        (rec.write_text if layout == "colmap_text" else rec.write_binary)(str(model))
+        expected_file, source = model, "COLMAP " + layout.split("_")[1] + " model"
+    elif layout == "transforms":
+        frames = [
+            {"file_path": f"images/{n}", "transform_matrix": (c2w @ GL_TO_CV).tolist(),
+             "fl_x": K[0, 0], "fl_y": K[1, 1], "cx": K[0, 2], "cy": K[1, 2]}
+            for n, c2w, K, *_ in cams
+        ]
+        (root / "transforms.json").write_text(json.dumps({"w": 64, "h": 48, "frames": frames}))
+        expected_file, source = root / "transforms.json", "transforms.json"
+    else:
+        expected_file = write_opencv_json(root / "opencv_cameras.json", cams)
+        source = "opencv_cameras.json"
+    assert find_camera_file(root) == expected_file
+    cs = read_camera_set(root)
+    assert cs.source == source
+    check_same(cs, cams, atol=1e-7)
+    # the same through the file (or model folder) itself, and in the photos' order when names are given
+    np.testing.assert_allclose(read_camera_set(expected_file).c2w(), cs.c2w())
+    picked = read_camera_set(root, ["img_02.png", "img_00.png"])
+    np.testing.assert_allclose(picked.c2w(), cs.c2w()[[2, 0]], atol=1e-12)
+    assert any("not used" in w for w in picked.warnings)
+    scene = find_scene(root)
+    assert scene.camera_file == expected_file
+    assert [p.name for p in scene.images] == [n for n, *_ in cams]
+    assert all(p.is_file() for p in scene.images)
+    check_same(scene.cameras, cams, atol=1e-7)
+
+
+def test_scene_folder_without_cameras(tmp_path):
+    cams = make_cameras(2)
+    write_photos(tmp_path / "images", cams)
+    (tmp_path / "notes.txt").write_text("not a camera file")
+    assert find_camera_file(tmp_path) is None
+    scene = find_scene(tmp_path)
+    assert scene.cameras is None and scene.camera_file is None
+    assert [p.name for p in scene.images] == ["img_00.png", "img_01.png"]
+    with pytest.raises(ILRMInputError, match="no camera file.*estimated"):
+        read_camera_set(tmp_path)
+    with pytest.raises(ILRMInputError, match="no photos"):
+        find_scene(_empty(tmp_path / "empty"))
+
+
+def _empty(folder: Path) -> Path:
+    folder.mkdir()
+    return folder
+
+
+def test_scene_folder_photos_named_by_the_camera_file_and_several_files(tmp_path):
+    """DL3DV-style paths (images_undistort/...) are followed; a second camera file is named in a warning."""
+    cams = make_cameras(2)
+    write_photos(tmp_path / "images_undistort", cams)
+    frames = json.loads(write_opencv_json(tmp_path / "opencv_cameras.json", cams).read_text())
+    for f in frames["frames"]:
+        f["file_path"] = f["file_path"].replace("images/", "images_undistort/")
+    (tmp_path / "opencv_cameras.json").write_text(json.dumps(frames))
+    colmap_reconstruction(cams).write_text(str(_empty(tmp_path / "sparse")))
+    scene = find_scene(tmp_path)
+    assert scene.images == [tmp_path / "images_undistort" / n for n, *_ in cams]
+    assert scene.cameras.source == "opencv_cameras.json" and scene.cameras.scene_name == "test"
+    assert any("also holds sparse" in w for w in scene.cameras.warnings)
+    # photos the camera file does not know are named in the message
+    write_photos(tmp_path / "images", [("holiday.png", None, None, 64, 48)])
+    (tmp_path / "opencv_cameras.json").write_text(json.dumps({"frames": frames["frames"][:1]}))
+    (tmp_path / "images_undistort" / "img_00.png").unlink()
+    with pytest.raises(ILRMInputError, match="holiday.png"):
+        find_scene(tmp_path)

@@ -2,10 +2,9 @@ import dataclasses
 
 import pytest
 
-from ilrm import ILRM, ILRMConfig
-from ilrm.models import FullAttentionLRM
+from ilrm import ILRM, ILRMConfig, ILRMInputError
 from ilrm.config import preset_names
-from ilrm.models import count_parameters
+from ilrm.models import FullAttentionLRM, count_parameters
 
 
 @pytest.mark.parametrize("name", ["re10k", "dl3dv-wide", "tiny", "tiny-full"])
@@ -34,13 +33,13 @@ def test_variants_differ_only_in_fields():
 
 
 def test_bad_values_rejected():
-    with pytest.raises(ValueError, match="unknown preset"):
+    with pytest.raises(ILRMInputError, match="unknown preset"):
         ILRMConfig.preset("nope")
-    with pytest.raises(ValueError, match="image_features"):
+    with pytest.raises(ILRMInputError, match="image_features"):
         ILRMConfig(image_features=("rgb", "x"))
-    with pytest.raises(ValueError, match="unknown ILRMConfig fields"):
+    with pytest.raises(ILRMInputError, match="unknown ILRMConfig fields"):
         ILRMConfig.from_dict({"widht": 3})
-    with pytest.raises(ValueError, match="arch='ilrm'"):
+    with pytest.raises(ILRMInputError, match="arch='ilrm'"):
         ILRM(ILRMConfig.preset("tiny-full"))
     assert "tiny-full" in preset_names()
     assert FullAttentionLRM(ILRMConfig.preset("tiny")).config.arch == "full-attention"

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from ilrm import ILRM, ILRMConfig, Views
-from ilrm.models import FullAttentionLRM
 from ilrm.config import DECODING_FROM_SCRATCH
 from ilrm.gaussians import SH_C0, decode_depth, decode_gaussians
+from ilrm.models import FullAttentionLRM
 
 
 def _views(V=2, H=32, W=48, seed=0):

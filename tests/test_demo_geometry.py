@@ -18,11 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from demo.pipeline import EXAMPLES_DIR, VideoSettings, prepare_input, reconstruct
+from demo.models import EXAMPLES_DIR
+from demo.pipeline import VideoSettings, prepare_input, reconstruct
 from ilrm.cameras import Views, pixel_rays
 from ilrm.config import ILRMConfig
 from ilrm.gaussian_files import load_ply, load_splat
 from ilrm.gaussians import SH_C0, Gaussians
+from ilrm.pipeline import Reconstructor
 from ilrm.rendering import render
 
 PROC = EXAMPLES_DIR / "procedural"
@@ -120,7 +122,7 @@ def test_downloads_render_at_the_users_cameras(run, kind):
 def test_prepare_input_geometry():
     """Cameras in the user's frame are the file's; the model frame is a similarity of them, with the
     mean camera at the origin looking down +z and the farthest camera at distance 1 per axis."""
-    prep = prepare_input(PROC_IMAGES, [str(PROC_CAMS)], PixelSplatModel().config)
+    prep = prepare_input(PROC_IMAGES, [str(PROC_CAMS)], Reconstructor(PixelSplatModel(), keep_aspect=False)).prepared
     c2w_user = user_cameras()
     torch.testing.assert_close(prep.c2w_user, c2w_user, atol=1e-5, rtol=0)
     T = prep.transform
@@ -138,7 +140,7 @@ def test_prepare_input_geometry():
 
 
 def mean_camera_rotation(c2w: np.ndarray) -> np.ndarray:
-    """The documented mean camera (pipeline.preview_rotation): mean forward, mean down made
+    """The documented mean camera (Reconstructor.export's preview rotation): mean forward, mean down made
     orthogonal to it, right = down × forward; returned as camera → world columns."""
     forward = c2w[:, :3, 2].mean(0)
     forward /= np.linalg.norm(forward)

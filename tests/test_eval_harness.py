@@ -21,12 +21,14 @@ import pytest
 import torch
 
 from eval import fetch as fetch_mod
-from eval.benchmarks import benchmark_names, load_benchmark, open_scenes
 from eval.cli import main as cli_main
 from eval.fetch import DatasetAccessError, fetch, parquet_row_to_record
 from eval.gs_baseline import GSConfig, optimise_scene, parse_spec
 from eval.leaderboard import build_leaderboard, write_leaderboard
-from eval.runner import CopyNearest, RunOptions, read_records, resolve_method, run
+from eval.methods import CopyNearest, resolve_method
+from eval.protocols import benchmark_names, load_benchmark, open_scenes
+from eval.records import read_records
+from eval.runner import RunOptions, run
 from ilrm.cameras import Views
 from ilrm.data.re10k import RE10KChunks, load_chunk
 from ilrm.errors import ILRMInputError

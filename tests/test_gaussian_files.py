@@ -103,6 +103,60 @@ def test_load_ply_from_other_writers(tmp_path, text, byte_order):
     assert_same(load_ply(path), load_ply(out))
 
 
+@pytest.mark.parametrize("text,byte_order", [(False, ">"), (True, "=")])
+def test_load_ply_with_an_element_before_the_vertices(tmp_path, text, byte_order):
+    """A big-endian or ascii file whose vertex element comes second, properties shuffled, SH degree 2."""
+    g = random_gaussians(n=9, degree=2, seed=4)
+    save_ply(tmp_path / "ref.ply", g)
+    v = PlyData.read(str(tmp_path / "ref.ply"))["vertex"].data
+    names = list(np.random.default_rng(0).permutation(list(v.dtype.names)))
+    arr = np.empty(len(v), dtype=[(n, "f4") for n in names])
+    for n in names:
+        arr[n] = v[n]
+    cams = np.zeros(2, dtype=[("fx", "f8"), ("id", "i4")])
+    out = tmp_path / "shuffled.ply"
+    elements = [PlyElement.describe(cams, "camera"), PlyElement.describe(arr, "vertex")]
+    PlyData(elements, text=text, byte_order=byte_order).write(str(out))
+    assert_same(load_ply(tmp_path / "ref.ply"), load_ply(out))
+
+
+def test_load_ply_messages_for_malformed_files(tmp_path):
+    good = tmp_path / "good.ply"
+    save_ply(good, random_gaussians(n=4))
+    data = good.read_bytes()
+    bad = tmp_path / "bad.ply"
+    # the header claims more vertices than the body holds (binary and ascii)
+    bad.write_bytes(data.replace(b"element vertex 4", b"element vertex 40"))
+    with pytest.raises(ILRMInputError, match="truncated"):
+        load_ply(bad)
+    ply = PlyData.read(str(good))
+    ply.text = True
+    ply.write(str(bad))
+    lines = bad.read_bytes().splitlines(keepends=True)
+    bad.write_bytes(b"".join(lines[:-1]))  # one row short
+    with pytest.raises(ILRMInputError, match="truncated"):
+        load_ply(bad)
+    # a header absurdly larger than memory
+    bad.write_bytes(b"".join(lines).replace(b"element vertex 4", b"element vertex 100000000000000"))
+    with pytest.raises(ILRMInputError, match="too large|truncated"):
+        load_ply(bad)
+    # no vertex element; list-valued vertices; SH that is not a whole degree
+    faces = np.array([([0, 1, 2],)], dtype=[("vertex_indices", "i4", (3,))])
+    PlyData([PlyElement.describe(faces, "face")]).write(str(bad))
+    with pytest.raises(ILRMInputError, match="no 'vertex' element"):
+        load_ply(bad)
+    PlyData([PlyElement.describe(faces, "vertex")]).write(str(bad))
+    with pytest.raises(ILRMInputError, match="list properties"):
+        load_ply(bad)
+    v = PlyData.read(str(good))["vertex"].data
+    extra = np.empty(len(v), dtype=v.dtype.descr + [("f_rest_0", "f4")])
+    for n in v.dtype.names:
+        extra[n] = v[n]
+    PlyData([PlyElement.describe(extra, "vertex")]).write(str(bad))
+    with pytest.raises(ILRMInputError, match="whole degree"):
+        load_ply(bad)
+
+
 def test_load_ply_of_an_inria_style_file(tmp_path):
     """A file as the INRIA trainer writes it, built with plyfile rather than save_ply: rotations not
     normalised (here ×3), f_rest channel-major (all red coefficients, then green, then blue),

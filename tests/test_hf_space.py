@@ -118,7 +118,8 @@ import json, os, sys
 sys.path.insert(0, os.getcwd())  # the Space folder, as for `python app.py` there
 import app  # the Space's entry point: imports `spaces` before anything touches CUDA
 from demo.app import build_demo, example_rows, make_handler
-from demo.pipeline import SessionFolders, VideoSettings
+from demo.pipeline import VideoSettings
+from demo.sessions import SessionFolders
 
 d = build_demo(video=VideoSettings(3, 3), examples=False, warm_up=True)
 store = d.ilrm_store

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from ilrm import ILRM, ILRMConfig, ILRMInputError, Views
-from ilrm.models import FullAttentionLRM, build_model
 from ilrm.cameras import pixel_rays
 from ilrm.gaussians import decode_gaussians
+from ilrm.models import FullAttentionLRM, build_model
 from ilrm.models.layers import ReadAttention, SelfAttention, patchify, reference_attention, unpatchify
 
 

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from demo.camera_files import load_camera_files, match_cameras
-from demo.uploads import assemble_views, estimate_upload_cameras, load_uploaded_images
+from ilrm.camera_files import load_camera_files, match_cameras
+from ilrm.config import ILRMConfig
 from ilrm.errors import ILRMInputError
+from ilrm.photos import estimate_photo_cameras, load_photos, photo_cameras
+from ilrm.pipeline import prepare_views
 from ilrm.poses import align_similarity, estimate_poses, pose_errors
 
 pytest.importorskip("pycolmap")
@@ -78,7 +80,7 @@ def test_pose_errors_see_a_perturbation():
 
 @pytest.fixture(scope="module")
 def half_images():
-    return load_uploaded_images([MYDESK / "images" / f for f in FRAMES], max_side=HALF)
+    return load_photos([MYDESK / "images" / f for f in FRAMES], max_side=HALF)
 
 
 def test_multi_view_mydesk_pretend_unposed(half_images):
@@ -86,7 +88,7 @@ def test_multi_view_mydesk_pretend_unposed(half_images):
     images = half_images[::2]
     names = [im.name for im in images]
     before = {p.name for p in Path(tempfile.gettempdir()).glob("ilrm_poses_*")}
-    est, note = estimate_upload_cameras(images, fov_deg=50.0)
+    est, note = estimate_photo_cameras(images, fov_deg=50.0)
     assert {p.name for p in Path(tempfile.gettempdir()).glob("ilrm_poses_*")} == before  # cleaned up
     assert "50° field of view (given)" in note
     assert est.method in ("incremental", "global") and est.cameras.names == names
@@ -97,7 +99,8 @@ def test_multi_view_mydesk_pretend_unposed(half_images):
     assert e.translation_direction_deg.mean() < 2.0 and e.translation_direction_deg.max() < 5.0, e.summary()
     assert est.seconds < 60
     # the estimate plugs straight into the model's input
-    out = assemble_views(images, est.cameras, (64, 64))
+    posed = photo_cameras(images, est.cameras)
+    out = prepare_views(posed.images, posed.intrinsics, posed.c2w, ILRMConfig(), size=(64, 64))
     assert out.views.images.shape == (1, 6, 3, 64, 64)
     assert np.isfinite(out.views.c2w.numpy()).all()
 

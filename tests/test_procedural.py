@@ -24,8 +24,9 @@ from ilrm.data.procedural import (
     sample_view_indices,
     scene_id,
 )
-from ilrm.data.raycast import RoomGeometry, build_mip_atlas, sample_textures
-from ilrm.data.textures import MATERIAL_PHOTOS, PATTERNS, PICTURE_PHOTOS, available_photos, make_texture
+from ilrm.data.procedural.geometry import RoomGeometry
+from ilrm.data.procedural.raycast import build_mip_atlas, sample_textures
+from ilrm.data.procedural.textures import MATERIAL_PHOTOS, PATTERNS, PICTURE_PHOTOS, available_photos, make_texture
 from ilrm.errors import ILRMInputError
 
 SMALL = ProceduralConfig(height=32, width=32, num_context=2, num_target=2)

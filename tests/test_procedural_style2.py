@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from ilrm.data import raycast
 from ilrm.data.procedural import (
     TEST_SEED_START,
     ProceduralConfig,
+    geometry,
     make_example,
     make_scene,
     plan_example,
     render_scene,
+    shading,
 )
-from ilrm.data.textures import ONCE_PATTERNS, make_texture
+from ilrm.data.procedural.textures import ONCE_PATTERNS, make_texture
 from ilrm.errors import ILRMInputError
 
 STYLE2 = ProceduralConfig(height=32, width=32, num_context=2, num_target=2, scene_style=2)
@@ -40,7 +41,7 @@ STYLE1_REFERENCE = {
 }  # fmt: skip
 
 
-def _geometry_sum(g: raycast.RoomGeometry) -> float:
+def _geometry_sum(g: geometry.RoomGeometry) -> float:
     parts = [g.room_min, g.room_max, g.box_center, g.box_half, g.box_yaw, g.sphere_center, g.sphere_radius]
     parts += [g.cyl_center, g.cyl_radius, g.cyl_half_height, g.light_pos, g.fill_dir, g.box_tile, g.box_uvoff]
     return sum(float(t.double().sum()) for t in parts) + g.light_power + g.light_range + g.fill_power + g.ambient
@@ -115,7 +116,7 @@ def test_style2_scenes_are_well_formed():
                 )
                 assert not inside.any()
             if len(g.box_yaw):
-                local = raycast._to_box_frame(p[:, None] - g.box_center, g.box_yaw)
+                local = geometry.to_box_frame(p[:, None] - g.box_center, g.box_yaw)
                 assert ((local.abs() - g.box_half).clamp_min(0).norm(dim=-1) > clearance).all()
         images, depth = _render(scene, 32, 4)
         assert torch.isfinite(images).all() and torch.isfinite(depth).all()
@@ -173,8 +174,8 @@ def test_shadows_darken_the_floor_under_a_box():
     c2w[0, :3, :3] = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])  # looking down
     c2w[0, :3, 3] = torch.tensor([0.6, 0.0, 1.0])  # beside and below the box: sees the floor 1 m away
     K = torch.tensor([[16.0, 0, 16.5], [0, 16.0, 16.5], [0, 0, 1]])
-    lit, _ = render_scene(raycast.RoomGeometry(**base, shadows=False), K, c2w, 33, 33)
-    shadowed, depth = render_scene(raycast.RoomGeometry(**base, shadows=True), K, c2w, 33, 33)
+    lit, _ = render_scene(geometry.RoomGeometry(**base, shadows=False), K, c2w, 33, 33)
+    shadowed, depth = render_scene(geometry.RoomGeometry(**base, shadows=True), K, c2w, 33, 33)
     assert depth[0, 16, 16] == pytest.approx(1.0, abs=1e-4)
     # Row 26 sees the floor at x = 0, under the box (its shadow reaches |x| < 0.6); row 2 sees x = 1.5.
     assert (shadowed[0, :, 26, 16] < lit[0, :, 26, 16] - 0.05).all()
@@ -185,11 +186,11 @@ def test_shadows_darken_the_floor_under_a_box():
 def test_fast_shadow_test_matches_generic_intersection():
     for seed in range(4):
         g = make_scene(seed, STYLE2).geometry
-        casters = raycast.shadow_casters(g)
+        casters = shading.shadow_casters(g)
         light = g.lights_pos[0]
         gen = torch.Generator().manual_seed(seed)
         p = g.room_min + torch.rand(5000, 3, generator=gen) * (g.room_max - g.room_min)
-        local = raycast._to_box_frame(p[:, None] - casters.box_center, casters.box_yaw)
+        local = geometry.to_box_frame(p[:, None] - casters.box_center, casters.box_yaw)
         inside = (local.abs() < casters.box_half + 2e-3).all(-1).any(-1)
         inside |= ((p[:, None] - casters.sphere_center).norm(dim=-1) < casters.sphere_radius + 2e-3).any(-1)
         rel = p[:, None] - casters.cyl_center
@@ -202,10 +203,10 @@ def test_fast_shadow_test_matches_generic_intersection():
         dist = to.norm(dim=-1)
         d = to / dist[:, None]
         t = torch.cat(
-            [raycast.intersect_boxes(casters, p, d), raycast.intersect_spheres(casters, p, d),
-             raycast.intersect_cylinders(casters, p, d)], 1,
+            [geometry.intersect_boxes(casters, p, d), geometry.intersect_spheres(casters, p, d),
+             geometry.intersect_cylinders(casters, p, d)], 1,
         ).amin(1)  # fmt: skip
-        fast = raycast._blocked_from_light(casters, light, -d, dist - 1e-3)
+        fast = shading._blocked_from_light(casters, light, -d, dist - 1e-3)
         assert torch.equal(fast, t < dist - 1e-3)
 
 
@@ -219,7 +220,7 @@ def test_shadow_casters_skip_flush_panels():
 
 def test_tone_shoulder():
     x = torch.linspace(0, 5, 501)
-    y = raycast.tone_shoulder(x)
+    y = shading.tone_shoulder(x)
     assert torch.equal(y[x < 0.8], x[x < 0.8]) and (y <= 1).all() and (y[1:] >= y[:-1]).all()
     assert y[x < 1.2].max() < 0.98  # a gradual roll-off, not a clip
 
@@ -262,9 +263,9 @@ def test_style2_speed(capsys):
 
 
 def test_kelvin_colours_are_warm_to_cool():
-    from ilrm.data.procedural import _kelvin, _luma
+    from ilrm.data.procedural.lighting_style2 import kelvin, luma
 
-    warm, day, sky = _kelvin(2700), _kelvin(5500), _kelvin(9000)
+    warm, day, sky = kelvin(2700), kelvin(5500), kelvin(9000)
     assert warm[0] > warm[2] and sky[2] > sky[0] and abs(day[0] - day[2]) < 0.25 * day[0]
-    assert all(_luma(c) == pytest.approx(1.0) for c in (warm, day, sky))
+    assert all(luma(c) == pytest.approx(1.0) for c in (warm, day, sky))
     assert not math.isnan(float(warm.sum()))

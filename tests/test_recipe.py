@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from ilrm import ILRMInputError
 from ilrm.data.example import collate
 from ilrm.data.procedural import ProceduralConfig, ProceduralScenes, make_scene, plan_example, render_plan, render_scene
-from ilrm.train import TrainConfig, train
+from ilrm.training import TrainConfig, train
 from ilrm.training.augment import CameraJitter, Photometric, jpeg_like, photometric, step_variant
 from ilrm.training.data import ProceduralTrainSet, SampleLayout, StepBatchSampler, TrainStream, build_train_stream
 from ilrm.training.optim import lr_factor

@@ -10,7 +10,7 @@ import torch
 from ilrm.cameras import Views
 from ilrm.errors import ILRMInputError
 from ilrm.gaussians import Gaussians
-from ilrm.refine import RefineStep, refine, refine_with_stats
+from ilrm.refine import RefineStep, refine
 from ilrm.rendering import render
 
 
@@ -52,7 +52,7 @@ def test_ten_steps_lower_the_mse_on_input_views() -> None:
     views = _views(truth)
     start = _perturb(truth)
     seen: list[RefineStep] = []
-    out, stats = refine_with_stats(start, views, steps=10, callback=seen.append)
+    out, stats = refine(start, views, steps=10, return_stats=True, callback=seen.append)
 
     assert len(stats.losses) == len(stats.step_seconds) == 10 and [s.step for s in seen] == list(range(10))
     assert all(s > 0 for s in stats.step_seconds)

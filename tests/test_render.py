@@ -12,7 +12,7 @@ import torch
 
 from ilrm.errors import ILRMInputError
 from ilrm.gaussians import Gaussians, rotmat_to_quat
-from ilrm.rendering import RenderOutput, render, render_full
+from ilrm.rendering import RenderOutput, render
 from ilrm.rendering.reference import rasterize_reference, sh_basis
 
 SH_C0 = 0.28209479177387814
@@ -311,7 +311,7 @@ def test_depth_and_alpha_outputs() -> None:
     only_depth = render(g, K, identity_cams(), 16, 16, return_depth=True)
     assert only_depth.alpha is None and torch.equal(only_depth.depth, out.depth)
     assert isinstance(render(g, K, identity_cams(), 16, 16), torch.Tensor)
-    assert render_full(g, K, identity_cams(), 16, 16).alpha is not None
+    assert render(g, K, identity_cams(), 16, 16, return_alpha=True).alpha is not None
 
 
 def test_sh_degree1_view_dependent_colour_by_hand() -> None:

@@ -16,12 +16,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ilrm.models import build_model
 from ilrm.checkpoints import load_model
 from ilrm.config import ILRMConfig
 from ilrm.data.procedural import make_example
 from ilrm.errors import ILRMInputError
-from ilrm.train import TrainConfig, Trainer, export_model, lr_at, param_groups, read_log, train
+from ilrm.models import build_model
+from ilrm.training import TrainConfig, Trainer, export_model, lr_at, param_groups, read_log, train
 from ilrm.training.checkpointing import latest_checkpoint, resolve_resume, rng_state, set_rng_state
 from ilrm.training.data import SampleLayout, build_train_stream
 from ilrm.training.losses import render_loss
@@ -193,7 +193,7 @@ def test_a_few_steps_lower_the_loss_on_a_fixed_batch(tmp_path):
 
 
 def test_supervise_context_adds_the_context_views(tmp_path, monkeypatch):
-    import ilrm.train as train_mod
+    import ilrm.training.trainer as train_mod
 
     cfg = small_config(tmp_path, height=32, width=32)
     ex = make_example(2, cfg.procedural_config())
@@ -276,7 +276,7 @@ def test_export_model_bf16(tmp_path):
 
 
 def test_stop_flag_turns_sigterm_into_a_request():
-    from ilrm.train import _StopFlag
+    from ilrm.training.run import _StopFlag
 
     with _StopFlag() as flag:
         os.kill(os.getpid(), signal.SIGTERM)

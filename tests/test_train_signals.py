@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ilrm.train import TrainConfig, _StopFlag, train
+from ilrm.training import TrainConfig, train
+from ilrm.training.run import _StopFlag
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

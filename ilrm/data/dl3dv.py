@@ -22,7 +22,6 @@ which keeps the aspect ratio.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..camera_files import read_opencv_cameras_file
 from ..cameras import Views, normalize_poses, resize_crop_intrinsics, resize_crop_pil, scale_intrinsics
 from ..errors import ILRMInputError
 from .example import Example
@@ -69,26 +69,26 @@ class OpenCVScene:
 
 
 def read_opencv_cameras(scene_dir: str | Path) -> OpenCVScene:
-    """Parse ``<scene_dir>/opencv_cameras.json`` (or the given JSON file itself)."""
+    """Parse ``<scene_dir>/opencv_cameras.json`` (or the given JSON file itself).
+
+    Read through :func:`ilrm.camera_files.read_opencv_cameras_file`, which keeps the stored
+    numbers: c2w is inverted here with torch from the stored w2c, not re-orthonormalised, so that
+    evaluation inputs stay bit-identical to the earlier reader's (numpy's inverse differs from
+    torch's in the last bits on 7 of mydesk's 12 frames).
+    """
     p = Path(scene_dir)
     path = p if p.is_file() else p / CAMERAS_FILE
     if not path.exists():
         raise ILRMInputError(f"no {CAMERAS_FILE} in {p} (expected a scene folder in the Long-LRM layout)")
-    try:
-        data = json.loads(path.read_text())
-        frames = []
-        for f in data["frames"]:
-            K = torch.tensor([[f["fx"], 0.0, f["cx"]], [0.0, f["fy"], f["cy"]], [0.0, 0.0, 1.0]], dtype=torch.float64)
-            w2c = torch.tensor(f["w2c"], dtype=torch.float64)
-            if w2c.shape == (3, 4):
-                w2c = torch.cat([w2c, w2c.new_tensor([[0.0, 0.0, 0.0, 1.0]])])
-            if w2c.shape != (4, 4):
-                raise ValueError(f"w2c must be 4×4, got {tuple(w2c.shape)}")
-            frames.append(OpenCVFrame(path.parent / f["file_path"], K, torch.linalg.inv(w2c), int(f["h"]), int(f["w"])))
-    except (KeyError, TypeError, ValueError) as e:
-        raise ILRMInputError(f"{path} is not a valid {CAMERAS_FILE}: {type(e).__name__}: {e}") from e
-    name = data.get("scene_name") or path.parent.name
-    return OpenCVScene(str(name), path.parent, frames)
+    stored = read_opencv_cameras_file(path)
+    frames = []
+    for f in stored.frames:
+        try:
+            c2w = torch.linalg.inv(torch.from_numpy(f.w2c))
+        except RuntimeError as e:  # torch.linalg.LinAlgError: a singular w2c
+            raise ILRMInputError(f"{path}: the w2c of {f.file_path} is not invertible") from e
+        frames.append(OpenCVFrame(path.parent / f.file_path, torch.from_numpy(f.K), c2w, f.height, f.width))
+    return OpenCVScene(stored.scene_name or path.parent.name, path.parent, frames)
 
 
 def load_frame(
@@ -200,8 +200,8 @@ class DL3DVScenes(Dataset):
         for d in dirs:
             # The scene name in the JSON is what the index uses; fall back to the folder name.
             try:
-                name = json.loads((d / CAMERAS_FILE).read_text()).get("scene_name") or d.name
-            except json.JSONDecodeError:
+                name = read_opencv_cameras_file(d / CAMERAS_FILE).scene_name or d.name
+            except ILRMInputError:
                 name = d.name
             by_name[str(name)] = d
         self._missing: list[str] = []

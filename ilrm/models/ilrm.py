@@ -18,6 +18,7 @@ from ..errors import ILRMInputError
 from .base import HUB_KWARGS, GaussianLRM, as_config
 from .layers import ReadBlock, SelfBlock, init_weights, patchify
 
+
 class ILRM(GaussianLRM, PyTorchModelHubMixin, **HUB_KWARGS):
     """The iterative large reconstruction model (Kang et al. 2025).
 

@@ -13,8 +13,7 @@ API::
     images = render(g, K, c2w, H, W)                      # (B, V, 3, H, W)
     out = render(g, K, c2w, H, W, return_depth=True)      # RenderOutput(images, depth, alpha)
 
-:func:`render` returns a plain tensor unless depth or alpha is asked for; :func:`render_full`
-always returns a :class:`RenderOutput`.
+:func:`render` returns a plain tensor unless depth or alpha is asked for.
 """
 
 from __future__ import annotations
@@ -107,7 +106,7 @@ def _check_gaussians(g: Gaussians) -> None:
         raise ILRMInputError(f"Gaussians.sh must have shape (B={B}, N={N}, K, 3), got {tuple(g.sh.shape)}")
 
 
-def render_full(
+def render(
     gaussians: Gaussians,
     K: Tensor,
     c2w: Tensor,
@@ -119,11 +118,23 @@ def render_full(
     far: float = 1e10,
     sh_degree: int | None = None,
     return_depth: bool = False,
+    return_alpha: bool = False,
     backend: str = "auto",
-) -> RenderOutput:
-    """Render and return images, alpha and (if ``return_depth``) expected depth.
+) -> Tensor | RenderOutput:
+    """Render Gaussians into cameras.
 
-    Same arguments as :func:`render`; the result's ``alpha`` is always filled.
+    gaussians: B scenes of N Gaussians (activated parameters, see :class:`Gaussians`).
+    K: (B, V, 3, 3) intrinsics in pixels ((V, 3, 3) is shared by all scenes).
+    c2w: (B, V, 4, 4) camera-to-world, OpenCV axes (x right, y down, z forward).
+    background: colour behind the Gaussians: a float, an (r, g, b) triple or a tensor broadcastable to
+    (B, V, 3); default white; None renders premultiplied colour over black.
+    near / far: Gaussians whose camera-space depth z is outside [near, far] are dropped.
+    sh_degree: SH degree to evaluate (default: all the coefficients the Gaussians have).
+    backend: "auto" (gsplat for CUDA tensors, torch otherwise), "gsplat" or "torch".
+
+    Returns images (B, V, 3, H, W) (differentiable), or a :class:`RenderOutput` with depth
+    (B, V, 1, H, W) / alpha (B, V, 1, H, W) when ``return_depth`` or ``return_alpha`` is set
+    (``depth`` is None unless asked for).
     """
     _check_gaussians(gaussians)
     B = gaussians.batch_size
@@ -175,55 +186,9 @@ def render_full(
             with_depth=return_depth,
         )
     chw = lambda x: x.permute(0, 1, 4, 2, 3)  # (B, V, H, W, C) -> (B, V, C, H, W)
-    return RenderOutput(chw(colors), chw(depth) if depth is not None else None, chw(alpha))
-
-
-def render(
-    gaussians: Gaussians,
-    K: Tensor,
-    c2w: Tensor,
-    height: int,
-    width: int,
-    *,
-    background: BackgroundLike = WHITE,
-    near: float = 0.01,
-    far: float = 1e10,
-    sh_degree: int | None = None,
-    return_depth: bool = False,
-    return_alpha: bool = False,
-    backend: str = "auto",
-) -> Tensor | RenderOutput:
-    """Render Gaussians into cameras.
-
-    gaussians: B scenes of N Gaussians (activated parameters, see :class:`Gaussians`).
-    K: (B, V, 3, 3) intrinsics in pixels ((V, 3, 3) is shared by all scenes).
-    c2w: (B, V, 4, 4) camera-to-world, OpenCV axes (x right, y down, z forward).
-    background: colour behind the Gaussians: a float, an (r, g, b) triple or a tensor broadcastable to
-    (B, V, 3); default white; None renders premultiplied colour over black.
-    near / far: Gaussians whose camera-space depth z is outside [near, far] are dropped.
-    sh_degree: SH degree to evaluate (default: all the coefficients the Gaussians have).
-    backend: "auto" (gsplat for CUDA tensors, torch otherwise), "gsplat" or "torch".
-
-    Returns images (B, V, 3, H, W) (differentiable), or a :class:`RenderOutput` with depth
-    (B, V, 1, H, W) / alpha (B, V, 1, H, W) when ``return_depth`` or ``return_alpha`` is set
-    (``depth`` is None unless asked for).
-    """
-    out = render_full(
-        gaussians,
-        K,
-        c2w,
-        height,
-        width,
-        background=background,
-        near=near,
-        far=far,
-        sh_degree=sh_degree,
-        return_depth=return_depth,
-        backend=backend,
-    )
     if not (return_depth or return_alpha):
-        return out.images
-    return RenderOutput(out.images, out.depth, out.alpha if return_alpha else None)
+        return chw(colors)
+    return RenderOutput(chw(colors), chw(depth) if depth is not None else None, chw(alpha) if return_alpha else None)
 
 
-__all__ = ["BACKENDS", "RenderOutput", "render", "render_full", "resolve_backend"]
+__all__ = ["BACKENDS", "RenderOutput", "render", "resolve_backend"]

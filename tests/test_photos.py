@@ -1,4 +1,5 @@
-"""Uploaded photos: every bad input gets a message that says what to do; views are assembled consistently."""
+"""Photos (ilrm.photos): every bad input gets a message that says what to do; photos + cameras become
+model input consistently (ilrm.photos.photo_cameras → ilrm.pipeline.prepare_views)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import pytest
 import torch
 from PIL import ExifTags, Image
 
-from demo.camera_files import load_camera_files
-from demo.uploads import assemble_views, load_uploaded_images
+from ilrm.camera_files import CameraSet, NamedCamera, load_camera_files
+from ilrm.config import ILRMConfig
 from ilrm.errors import ILRMInputError
-from ilrm.poses import CameraSet, NamedCamera
+from ilrm.photos import load_photos, photo_cameras
+from ilrm.pipeline import prepare_views
 
 ROOT = Path(__file__).resolve().parents[1]
 MYDESK = ROOT / "demo" / "examples" / "mydesk"
@@ -31,11 +33,11 @@ def noise(h: int, w: int, seed: int = 0) -> np.ndarray:
 def test_count_limits(tmp_path):
     one = [save(tmp_path / "a.png", noise(8, 8))]
     with pytest.raises(ILRMInputError, match="at least 2 photos"):
-        load_uploaded_images(one)
+        load_photos(one)
     many = [save(tmp_path / f"{i}.png", noise(8, 8, i)) for i in range(33)]
     with pytest.raises(ILRMInputError, match=r"at most 32 photos \(got 33\)"):
-        load_uploaded_images(many)
-    assert len(load_uploaded_images(many[:32])) == 32
+        load_photos(many)
+    assert len(load_photos(many[:32])) == 32
 
 
 def test_non_image_renamed_jpg(tmp_path):
@@ -43,7 +45,7 @@ def test_non_image_renamed_jpg(tmp_path):
     fake = tmp_path / "notes.jpg"
     fake.write_text("these are my notes, not a photo\n" * 20)
     with pytest.raises(ILRMInputError, match=r"'notes\.jpg' is not an image"):
-        load_uploaded_images([good, fake])
+        load_photos([good, fake])
 
 
 def test_truncated_jpeg(tmp_path):
@@ -52,7 +54,7 @@ def test_truncated_jpeg(tmp_path):
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(ILRMInputError, match=r"'cut\.jpg' is damaged"):
-        load_uploaded_images([good, cut])
+        load_photos([good, cut])
 
 
 def test_empty_heic_and_duplicate_names(tmp_path):
@@ -60,22 +62,22 @@ def test_empty_heic_and_duplicate_names(tmp_path):
     empty = tmp_path / "b.png"
     empty.write_bytes(b"")
     with pytest.raises(ILRMInputError, match="empty"):
-        load_uploaded_images([good, empty])
+        load_photos([good, empty])
     heic = tmp_path / "c.HEIC"
     heic.write_bytes(b"0" * 100)
     with pytest.raises(ILRMInputError, match="HEIC.*JPEG"):
-        load_uploaded_images([good, heic])
+        load_photos([good, heic])
     (tmp_path / "sub").mkdir()
     dup = save(tmp_path / "sub" / "A.png", noise(8, 8))
     with pytest.raises(ILRMInputError, match="rename"):
-        load_uploaded_images([good, dup])
+        load_photos([good, dup])
 
 
 def test_different_sizes(tmp_path):
     a = save(tmp_path / "a.png", noise(20, 30))
     b = save(tmp_path / "b.png", noise(30, 20))
     with pytest.raises(ILRMInputError, match=r"same size.*30×20: a\.png.*20×30: b\.png"):
-        load_uploaded_images([a, b])
+        load_photos([a, b])
 
 
 def test_huge_image_downscaled_with_exif_focal(tmp_path):
@@ -84,7 +86,7 @@ def test_huge_image_downscaled_with_exif_focal(tmp_path):
     arr = np.zeros((2000, 3000, 3), np.uint8)
     arr[:, :1500] = 200
     paths = [save(tmp_path / f"{i}.jpg", arr, quality=85, exif=exif.tobytes()) for i in range(2)]
-    ims = load_uploaded_images(paths, max_side=1024)
+    ims = load_photos(paths, max_side=1024)
     im = ims[0]
     assert im.array.shape == (683, 1024, 3) and im.array.dtype == np.uint8
     assert im.original_size == (2000, 3000)
@@ -101,7 +103,7 @@ def test_exif_orientation_applied(tmp_path):
     exif[ExifTags.Base.Orientation] = 6  # "rotate 90° clockwise to display"
     exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.FocalLengthIn35mmFilm] = 36
     paths = [save(tmp_path / f"{i}.png", arr, exif=exif.tobytes()) for i in range(2)]
-    im = load_uploaded_images(paths)[0]
+    im = load_photos(paths)[0]
     assert im.array.shape == (60, 40, 3) and im.original_size == (60, 40)
     assert im.array[:10, -10:].mean() > 250  # marker moved to the top-right corner
     assert im.exif_focal_px == pytest.approx(60.0)  # f35 = 36 mm → focal = long side
@@ -115,7 +117,7 @@ def test_alpha_grey_and_16bit_become_rgb(tmp_path):
     p2 = save(tmp_path / "grey.png", np.full((8, 8), 100, np.uint8))
     p3 = tmp_path / "deep.png"
     Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(p3)
-    a, b, c = load_uploaded_images([p1, p2, p3])
+    a, b, c = load_photos([p1, p2, p3])
     assert a.array.shape == (8, 8, 3)
     np.testing.assert_array_equal(a.array[0, 0], [255, 0, 0])
     np.testing.assert_array_equal(a.array[7, 0], [255, 255, 255])  # over white
@@ -123,7 +125,7 @@ def test_alpha_grey_and_16bit_become_rgb(tmp_path):
     np.testing.assert_array_equal(c.array[0, 0], [round(40000 / 257)] * 3)
 
 
-# ---- assembling views ----------------------------------------------------------------------
+# ---- photos + cameras → model input ----------------------------------------------------------------------
 
 
 def synthetic_scene(tmp_path: Path, h: int = 60, w: int = 90):
@@ -143,9 +145,30 @@ def synthetic_scene(tmp_path: Path, h: int = 60, w: int = 90):
     return X, CameraSet(cams, source="test"), paths
 
 
+class Assembled:
+    """What the old assemble_views returned, rebuilt from the library's two steps (same assertions)."""
+
+    def __init__(self, images, cameras, size):
+        self.posed = photo_cameras(images, cameras)
+        prep = prepare_views(self.posed.images, self.posed.intrinsics, self.posed.c2w, ILRMConfig(), size=size)
+        self.views, self.transform = prep.views, prep.transform.float()
+        self.c2w_original = prep.c2w_user.float()
+        self.intrinsics_original = self.posed.intrinsics.float()
+        self.scale = float(torch.linalg.det(self.transform[:3, :3].double()) ** (1 / 3))
+
+    def points_to_original(self, points: torch.Tensor) -> torch.Tensor:
+        """(N, 3) points in the model frame → the camera file's frame."""
+        back = torch.linalg.inv(self.transform.double())
+        return points.double() @ back[:3, :3].T + back[:3, 3]
+
+
+def assemble_views(images, cameras, size):
+    return Assembled(images, cameras, size)
+
+
 def test_assemble_views_geometry(tmp_path):
     X, cams, paths = synthetic_scene(tmp_path)
-    images = load_uploaded_images(paths)
+    images = load_photos(paths)
     out = assemble_views(images, cams, (30, 30))
     v = out.views
     assert v.images.shape == (1, 2, 3, 30, 30) and v.intrinsics.shape == (1, 2, 3, 3)
@@ -170,8 +193,8 @@ def test_assemble_views_downscaled_photos_keep_intrinsics(tmp_path):
     """Cameras are for the full-size photos; loaded copies are downscaled: intrinsics follow."""
     cams = load_camera_files(MYDESK / "opencv_cameras.json")
     paths = sorted((MYDESK / "images").iterdir())[:3]
-    full = assemble_views(load_uploaded_images(paths, max_side=1024), cams, (64, 96))
-    small = assemble_views(load_uploaded_images(paths, max_side=480), cams, (64, 96))
+    full = assemble_views(load_photos(paths, max_side=1024), cams, (64, 96))
+    small = assemble_views(load_photos(paths, max_side=480), cams, (64, 96))
     torch.testing.assert_close(small.views.intrinsics, full.views.intrinsics, atol=1e-3, rtol=0)
     torch.testing.assert_close(small.views.c2w, full.views.c2w)
     assert small.intrinsics_original[0, 0, 0] == pytest.approx(829.217 / 2, abs=1e-2)
@@ -182,13 +205,13 @@ def test_assemble_views_mismatch_message(tmp_path):
     data = json.loads((MYDESK / "opencv_cameras.json").read_text())
     p = tmp_path / "opencv_cameras.json"
     p.write_text(json.dumps(data))
-    images = load_uploaded_images([save(tmp_path / "x.png", noise(54, 96)), save(tmp_path / "y.png", noise(54, 96, 1))])
+    images = load_photos([save(tmp_path / "x.png", noise(54, 96)), save(tmp_path / "y.png", noise(54, 96, 1))])
     with pytest.raises(ILRMInputError, match=r"no camera.*'x\.png'.*frame0\.jpg"):
         assemble_views(images, load_camera_files(p), (32, 32))
 
 
 def test_exif_focal_from_focal_plane_resolution():
-    from demo.uploads import exif_focal_px
+    from ilrm.photos import exif_focal_px
 
     exif = Image.Exif()
     ifd = exif.get_ifd(ExifTags.IFD.Exif)

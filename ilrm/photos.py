@@ -1,6 +1,6 @@
-"""Uploaded photos → checked RGB arrays → model-ready :class:`ilrm.cameras.Views`.
+"""Photos on disk → checked RGB arrays, and their cameras (from a camera file or estimated).
 
-Rules for uploads (each failure is an :class:`ILRMInputError` that says what to do):
+Rules (each failure is an :class:`ILRMInputError` that says what to do):
 
 - between ``min_views`` (2) and ``max_views`` (32) photos, each with its own file name;
 - every file must be an image Pillow can decode fully (JPEG, PNG, WebP, BMP, TIFF, ...);
@@ -9,6 +9,9 @@ Rules for uploads (each failure is an :class:`ILRMInputError` that says what to 
 - photos larger than ``max_side`` on their long side are downscaled (the scale is kept, intrinsics
   follow it); greyscale, palette, 16-bit and CMYK photos become 8-bit RGB; transparent pixels are
   composited over white (the models' background colour).
+
+:func:`photo_cameras` gives the photos their cameras in pixels of the loaded arrays, ready for
+:meth:`ilrm.pipeline.Reconstructor.prepare`.
 """
 
 from __future__ import annotations
@@ -24,21 +27,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
 
-from ilrm.cameras import Views, normalize_poses, resize_and_center_crop
-from ilrm.errors import ILRMInputError
-from ilrm.poses import DEFAULT_FOV_DEG, CameraSet, PoseEstimate, estimate_poses, focal_from_fov
-
-from .camera_files import match_cameras
+from .camera_files import CameraSet, load_camera_files, match_cameras
+from .errors import ILRMInputError
+from .poses import DEFAULT_FOV_DEG, PoseEstimate, estimate_poses, focal_from_fov
 
 __all__ = [
-    "LoadedImage",
-    "AssembledViews",
-    "load_uploaded_images",
-    "exif_focal_px",
-    "assemble_views",
-    "estimate_upload_cameras",
     "MAX_PIXELS",
+    "Photo",
+    "PosedPhotos",
+    "downscale_warnings",
+    "estimate_photo_cameras",
+    "exif_focal_px",
+    "load_photos",
+    "photo_cameras",
 ]
 
 #: Photos with more pixels than this are refused before decoding (memory); ~150 megapixels.
@@ -56,8 +59,8 @@ _UNSUPPORTED = {
 
 
 @dataclass
-class LoadedImage:
-    """One uploaded photo, decoded.
+class Photo:
+    """One photo, decoded.
 
     name: file name as uploaded (no folders). array: (H, W, 3) uint8 RGB, EXIF orientation applied,
     downscaled so that max(H, W) <= max_side. original_size: (height, width) of the full-size photo
@@ -85,23 +88,23 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def load_uploaded_images(
+def load_photos(
     paths: Sequence[str | Path],
     *,
     max_side: int = 1024,
     min_views: int = 2,
     max_views: int = 32,
     names: Sequence[str] | None = None,
-) -> list[LoadedImage]:
-    """Decode and check uploaded photos (see the module docstring for the rules).
+) -> list[Photo]:
+    """Decode and check photos (see the module docstring for the rules).
 
-    paths: the uploaded files; names: their user-facing names (default: the paths' file names).
-    Returns one :class:`LoadedImage` per path, in order. Raises :class:`ILRMInputError`.
+    paths: the image files; names: their user-facing names (default: the paths' file names).
+    Returns one :class:`Photo` per path, in order. Raises :class:`ILRMInputError`.
     """
     paths = [Path(p) for p in paths]
     names = [Path(p).name for p in paths] if names is None else list(names)
     if len(names) != len(paths):
-        raise ValueError("names and paths differ in length")
+        raise ILRMInputError(f"{len(names)} names for {len(paths)} photos: give one name per photo")
     if len(paths) < min_views:
         raise ILRMInputError(
             f"upload at least {min_views} photos of the scene (got {len(paths)}): the model reconstructs from "
@@ -132,7 +135,7 @@ def load_uploaded_images(
     return images
 
 
-def _load_one(path: Path, name: str, max_side: int) -> LoadedImage:
+def _load_one(path: Path, name: str, max_side: int) -> Photo:
     """Decode one photo; every failure becomes an ILRMInputError naming the file."""
     ext = path.suffix.lower()
     if ext in _UNSUPPORTED:
@@ -186,7 +189,7 @@ def _load_one(path: Path, name: str, max_side: int) -> LoadedImage:
         ) from e
     if focal is not None:
         focal *= max(out_h, out_w) / max(oh, ow)
-    return LoadedImage(name=name, array=array, original_size=(oh, ow), exif_focal_px=focal)
+    return Photo(name=name, array=array, original_size=(oh, ow), exif_focal_px=focal)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -246,13 +249,13 @@ def exif_focal_px(exif: Image.Exif, size_hw: tuple[int, int]) -> float | None:
     return f_px if 10.0 <= fov <= 150.0 else None
 
 
-# ---- cameras for uploads without a camera file ---------------------------------------------
+# ---- cameras for the photos -------------------------------------------------------------------
 
 
-def estimate_upload_cameras(
-    images: Sequence[LoadedImage], *, fov_deg: float | None = None, **kwargs
+def estimate_photo_cameras(
+    images: Sequence[Photo], *, fov_deg: float | None = None, **kwargs
 ) -> tuple[PoseEstimate, str]:
-    """Estimate cameras for unposed uploads with :func:`ilrm.poses.estimate_poses`.
+    """Estimate cameras for unposed photos with :func:`ilrm.poses.estimate_poses`.
 
     The focal-length prior is the median EXIF focal length when every photo has one, else
     ``fov_deg`` (full field of view across the long side, e.g. from a slider), else
@@ -272,90 +275,75 @@ def estimate_upload_cameras(
     return est, note
 
 
-# ---- assembling the model's input ----------------------------------------------------------
+def downscale_warnings(photos: Sequence[Photo], max_side: int, model_hw: tuple[int, int]) -> list[str]:
+    """A sentence for the user when photos were downscaled on loading (model_hw: the model's input (H, W))."""
+    shrunk = [im for im in photos if im.size != im.original_size]
+    if not shrunk:
+        return []
+    (h0, w0), (h1, w1) = shrunk[0].original_size, shrunk[0].size
+    return [
+        f"{len(shrunk)} photo(s) were larger than {max_side} px and were downscaled "
+        f"(e.g. {w0}×{h0} → {w1}×{h1}); the model itself works at {model_hw[1]}×{model_hw[0]}."
+    ]
 
 
 @dataclass
-class AssembledViews:
-    """Model input and what is needed to map its output back to the user's frame.
+class PosedPhotos:
+    """Photos with their cameras, in the photos' order.
 
-    views: Views with batch 1: images (1, V, 3, H, W) in [0, 1], intrinsics (1, V, 3, 3) pixels,
-        c2w (1, V, 4, 4) OpenCV, normalised when asked.
-    names: photo names (V,). c2w_original: (V, 4, 4) cameras in the camera file's (or estimate's)
-        frame. intrinsics_original: (V, 3, 3) for the uploaded photos at their loaded size.
-    transform: (4, 4) similarity ``scale · [R | t]`` from the user's frame to the model's: points map
-        as ``x_model = transform · x_user`` (homogeneous), camera centres likewise, camera rotations
-        as ``R · R_user``. Back to the user's frame: :meth:`points_to_original`; Gaussian scales
-        divide by ``scale``, Gaussian rotations are left-multiplied by ``Rᵀ``.
-    warnings: messages for the user (ignored distortion, unused cameras, ...).
+    images: V tensors (3, H, W) float in [0, 1] (the loaded, possibly downscaled arrays).
+    intrinsics: (V, 3, 3) float64 pixels of those arrays. c2w: (V, 4, 4) float64 OpenCV, in the camera
+    file's (or the estimate's) world frame. source: where the cameras came from, for display.
+    pose_info: the pose estimate's numbers, when the cameras were estimated.
     """
 
-    views: Views
+    images: list[Tensor]
+    intrinsics: Tensor
+    c2w: Tensor
     names: list[str]
-    c2w_original: torch.Tensor
-    intrinsics_original: torch.Tensor
-    transform: torch.Tensor
+    source: str
     warnings: list[str] = field(default_factory=list)
-
-    @property
-    def scale(self) -> float:
-        """Uniform scale of ``transform`` (model units per user unit)."""
-        return float(torch.linalg.det(self.transform[:3, :3].double()).abs() ** (1.0 / 3.0))
-
-    def points_to_original(self, points: torch.Tensor) -> torch.Tensor:
-        """Map (..., 3) points from the model's frame back to the user's frame."""
-        inv = torch.linalg.inv(self.transform.double()).to(points.dtype)
-        return points @ inv[:3, :3].T + inv[:3, 3]
+    pose_info: dict | None = None
 
 
-def assemble_views(
-    images: Sequence[LoadedImage],
-    cameras: CameraSet,
-    image_size: tuple[int, int],
+def photo_cameras(
+    photos: Sequence[Photo],
+    cameras: CameraSet | str | Path | Sequence[str | Path] | None = None,
     *,
-    normalize: bool = True,
-    scale_before_recentre: bool = False,
-    allow_unused_cameras: bool = True,
-) -> AssembledViews:
-    """Match cameras to photos, resize/centre-crop to ``image_size`` (H, W), normalise poses.
-
-    Pre-processing is the one the models were trained with: antialiased resize that covers
-    ``image_size`` keeping the aspect ratio, then a centre crop (intrinsics follow,
-    :func:`ilrm.cameras.resize_and_center_crop`), and the SPEC's pose normalisation over all views
-    (``scale_before_recentre`` reproduces the RE10K code's quirk).
-    Raises :class:`ILRMInputError` when photos and cameras do not match.
-    """
-    matched = match_cameras(cameras, [(im.name, im.original_size) for im in images], allow_unused=allow_unused_cameras)
-    ims, Ks, K_orig = [], [], []
-    for im, K in zip(images, matched.intrinsics):
+    fov_deg: float | None = None,
+    allow_unused: bool = True,
+) -> PosedPhotos:
+    """Give each photo its camera: from ``cameras`` (a :class:`CameraSet` or camera file path(s),
+    matched by file name), or, when ``cameras`` is None or empty, estimated with pycolmap
+    (:func:`estimate_photo_cameras`; ``fov_deg`` is the focal prior for photos without EXIF).
+    Raises :class:`ILRMInputError` when photos and cameras do not match or estimation fails."""
+    pose_info = None
+    if cameras is None or (not isinstance(cameras, (CameraSet, str, Path)) and len(cameras) == 0):
+        estimate, note = estimate_photo_cameras(photos, fov_deg=fov_deg)
+        cameras = estimate.cameras
+        source = f"estimated with pycolmap ({estimate.method}; {note})"
+        pose_info = {
+            "method": estimate.method,
+            "seconds": estimate.seconds,
+            "focal_px": estimate.focal_px,
+            "prior_focal_px": estimate.prior_focal_px,
+            **estimate.stats,
+        }
+    else:
+        cameras = cameras if isinstance(cameras, CameraSet) else load_camera_files(cameras)
+        source = f"camera file ({cameras.source})"
+    matched = match_cameras(cameras, [(im.name, im.original_size) for im in photos], allow_unused=allow_unused)
+    Ks = []
+    for im, K in zip(photos, matched.intrinsics):
         sy, sx = im.scale
-        K = K.copy()
+        K = torch.from_numpy(K.copy()).double()
         K[0, :] *= sx  # from the original photo size to the loaded (possibly downscaled) array
         K[1, :] *= sy
-        K[2, :] = (0.0, 0.0, 1.0)
-        K_t = torch.from_numpy(K).float()
-        x = torch.from_numpy(im.array).permute(2, 0, 1).float().div(255.0)
-        x, K_new = resize_and_center_crop(x, K_t, tuple(image_size))
-        ims.append(x)
-        Ks.append(K_new)
-        K_orig.append(K_t)
-    c2w = torch.from_numpy(matched.c2w).double()
-    if normalize:
-        ctx, _, transform = normalize_poses(c2w[None], None, scale_before_recentre=scale_before_recentre)
-        c2w_model, transform = ctx[0], transform[0]
-    else:
-        c2w_model, transform = c2w, torch.eye(4, dtype=torch.float64)
-    views = Views(
-        images=torch.stack(ims)[None].contiguous(),
-        intrinsics=torch.stack(Ks)[None].float(),
-        c2w=c2w_model[None].float(),
-    )
-    views.validate()
-    return AssembledViews(
-        views=views,
-        names=[im.name for im in images],
-        c2w_original=c2w.float(),
-        intrinsics_original=torch.stack(K_orig),
-        transform=transform.float(),
-        warnings=matched.warnings,
+        K[2, :] = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+        Ks.append(K)
+    images = [torch.from_numpy(im.array).permute(2, 0, 1).float().div(255.0) for im in photos]
+    warnings_ = list(cameras.warnings) + [w for w in matched.warnings if w not in cameras.warnings]
+    return PosedPhotos(
+        images, torch.stack(Ks), torch.from_numpy(matched.c2w).double(), [im.name for im in photos], source,
+        warnings_, pose_info,
     )

@@ -1,6 +1,6 @@
-"""Benchmarks defined as data, and the scene sources that read them.
+"""Evaluation protocols (benchmarks) defined as data, and the scene sources that read them.
 
-A benchmark is one JSON manifest in ``eval/protocols/<name>.json`` (image size, views, index file,
+A benchmark is one JSON manifest in ``eval/protocol_specs/<name>.json`` (image size, views, index file,
 rendering range, Hub source, licence). :func:`load_benchmark` reads it into a :class:`Benchmark`;
 :func:`open_scenes` turns it plus a data folder into a :class:`SceneSource`, which lists the
 protocol's scene ids in protocol order and yields :class:`LoadedScene` s (an
@@ -35,13 +35,13 @@ from ilrm.data.sampling import SkipScene
 from ilrm.errors import ILRMInputError
 
 EVAL_DIR = Path(__file__).resolve().parent
-PROTOCOL_DIR = EVAL_DIR / "protocols"
+PROTOCOL_DIR = EVAL_DIR / "protocol_specs"
 KINDS = ("re10k", "dl3dv", "procedural")
 
 
 @dataclass(frozen=True)
 class Benchmark:
-    """One evaluation protocol (the fields of ``eval/protocols/<name>.json``).
+    """One evaluation protocol (the fields of ``eval/protocol_specs/<name>.json``).
 
     image_size: (H, W) the images are brought to; num_context / num_target: views per scene
     (``num_target`` None = given by the index, e.g. DL3DV's every-8th frames); expected_scenes: how
@@ -109,7 +109,7 @@ class Benchmark:
 
 
 def benchmark_names() -> list[str]:
-    """Names of the protocols in ``eval/protocols/``."""
+    """Names of the protocols in ``eval/protocol_specs/``."""
     return sorted(p.stem for p in PROTOCOL_DIR.glob("*.json"))
 
 

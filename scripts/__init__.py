@@ -1,0 +1,1 @@
+"""One-off scripts, run from the repository root: ``python -m scripts.<name>``."""
