@@ -14,8 +14,12 @@ except ImportError:  # pragma: no cover
 
 import argparse
 import atexit
+import contextlib
 import logging
 import os
+import signal
+import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -38,9 +42,77 @@ CAMERA_TYPES = [".json", ".txt", ".bin", ".zip"]
 DEFAULT_FOV = 60.0
 API_NAME = "reconstruct"
 
+#: Largest single upload (photo or camera file) the server accepts; ILRM_DEMO_MAX_FILE_MB overrides.
+MAX_FILE_MB = 100
+#: Runs the server works on at once (Gradio workers); ILRM_DEMO_CONCURRENCY overrides. Inside a
+#: run, the stages have their own gates (:class:`StageGates`): pose estimation may not take them all.
+DEFAULT_WORKERS = 4
+
 CSS = """
 #ilrm-info { font-size: 0.92em; }
+/* the drop zone's "Drop File Here - or - Click to Upload" must fit in the camera-file box */
+#ilrm-cameras .wrap { min-height: 7.5em; }
 """
+
+
+class ServerBusy(Exception):
+    """A stage's gate is full: the visitor is told to try again (nothing was started)."""
+
+
+class Gate:
+    """At most ``capacity`` runs inside a stage, at most ``max_waiting`` more waiting for it
+    (None: no bound on waiting); a run beyond that gets :class:`ServerBusy` at once."""
+
+    def __init__(self, name: str, capacity: int, max_waiting: int | None = None):
+        self.name, self.capacity, self.max_waiting = name, capacity, max_waiting
+        self._slots = threading.Semaphore(capacity)
+        self._lock = threading.Lock()
+        self.inside = 0
+        self.waiting = 0
+
+    @contextlib.contextmanager
+    def enter(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        if not self._slots.acquire(blocking=False):
+            with self._lock:
+                if self.max_waiting is not None and self.waiting >= self.max_waiting:
+                    raise ServerBusy(self.name)
+                self.waiting += 1
+            try:
+                if on_wait is not None:
+                    on_wait()
+                self._slots.acquire()
+            finally:
+                with self._lock:
+                    self.waiting -= 1
+        with self._lock:
+            self.inside += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.inside -= 1
+            self._slots.release()
+
+
+class StageGates:
+    """Per-stage limits inside the worker pool, so one visitor's long stage cannot hold the server.
+
+    pose: pycolmap pose estimation for photos without a camera file (~70 s for 32 photos on a CPU):
+    ``pose_slots`` at once and as many waiting; a further unposed run is refused with a "busy" message
+    while runs with a camera file go straight on. forward: the model forward, exclusive (one at a
+    time on the GPU). video: the fly-through, one at a time (the preview is already on screen).
+    """
+
+    def __init__(self, pose_slots: int = 1, video_slots: int = 1):
+        self.pose = Gate("pose estimation", pose_slots, max_waiting=pose_slots)
+        self.forward = Gate("model", 1)
+        self.video = Gate("video", video_slots)
+
+
+BUSY_MESSAGE = (
+    "The server is busy: other visitors' cameras are being estimated right now. Try again in a minute, "
+    "or upload a camera file for your photos (runs with one do not wait for this)."
+)
 
 
 def gpu(duration: int) -> Callable:
@@ -99,15 +171,20 @@ def make_handler(
     *,
     video: VideoSettings | None = None,
     max_side: int = 1024,
+    gates: StageGates | None = None,
+    session_key: str | None = None,
 ) -> Callable[..., Iterator[tuple]]:
     """The reconstruct event handler (a generator: preview first, then the video).
 
     Inputs: images (paths), camera files (paths or None), model key, field of view (°), make video
     (bool), session state, request. Outputs: preview .ply, video .mp4, full .ply, .splat, report
-    (Markdown), session state (the run folder). Every failure becomes a ``gr.Error`` message.
+    (Markdown), session state (the run folder). Every failure becomes a ``gr.Error`` that stays on
+    screen until closed, and is repeated in the report. gates: per-stage limits (:class:`StageGates`).
+    session_key: the folder for runs without a request (example caching); default "shared".
     """
     store_id = id(store)
     _STORES[store_id] = store
+    gates = gates or StageGates()
 
     def reconstruct(
         images,
@@ -119,11 +196,15 @@ def make_handler(
         request: gr.Request,
         progress=gr.Progress(),  # noqa: B008 - Gradio injects its tracker through this default
     ) -> Iterator[tuple]:
-        session = getattr(request, "session_hash", None) if request is not None else None
+        session = getattr(request, "session_hash", None) if request is not None else session_key
+        shown = False  # whether results are on screen (an error then only adds to the report)
+        report = ""
+        pose_stage = contextlib.ExitStack()
         try:
             image_paths = _paths(images)
             if not image_paths:
                 raise ILRMInputError("upload 2 to 32 photos of the scene first (or click an example below)")
+            camera_paths = _paths(camera_files)
             key = model_key or store.default_key
             progress(0.0, desc="Loading the model")
             model, spec = store.get(key)
@@ -133,10 +214,23 @@ def make_handler(
             settings = video if video is not None else default_video_settings(dev)
             if not make_video:
                 settings = VideoSettings(0, settings.fps)
+            if not camera_paths:  # held from reading the photos until the cameras are known
+                pose_stage.enter_context(gates.pose.enter(
+                    lambda: progress(0.01, desc="Waiting for the pose estimator (another visitor's photos)")))
             out_dir = sessions.new_run(session)
+
+            def forward(m, views):
+                pose_stage.close()  # cameras are known: the next visitor may estimate theirs
+                with gates.forward.enter(lambda: progress(0.4, desc="Waiting for the model")):
+                    return gpu_forward(store_id, key, views)
+
+            def video_fn(*args, **kwargs):
+                with gates.video.enter(lambda: progress(0.7, desc="Waiting for the video renderer")):
+                    yield from gpu_video(*args, **kwargs)
+
             steps = reconstruct_iter(
                 image_paths,
-                _paths(camera_files) or None,
+                camera_paths or None,
                 model,
                 out_dir,
                 model_label=describe_model(model, spec.label),
@@ -144,33 +238,62 @@ def make_handler(
                 video=settings,
                 max_side=max_side,
                 progress=lambda f, d: progress(f, desc=d),
-                forward_fn=lambda m, v: gpu_forward(store_id, key, v),
-                video_fn=gpu_video,
+                forward_fn=forward,
+                video_fn=video_fn,
             )
-            first = True
             for result in steps:
-                if first:
+                if not shown:
                     for w in result.warnings:
-                        gr.Warning(w, duration=10)
-                    first = False
+                        gr.Warning(w, duration=None)
+                report = result.to_markdown()
                 yield (*_outputs(result), str(out_dir))
+                shown = True
         except ILRMInputError as e:
-            raise gr.Error(str(e), title="Cannot reconstruct", print_exception=False) from None
-        except gr.Error:
-            raise
+            raise _error(str(e), "Cannot reconstruct", shown, report) from None
+        except ServerBusy:
+            raise _error(BUSY_MESSAGE, "Server busy", shown, report) from None
+        except gr.Error as e:
+            raise _error(e.message, e.title, shown, report) from None
         except torch.OutOfMemoryError:
-            raise gr.Error(
-                "Ran out of memory: upload fewer photos or choose a smaller model.", print_exception=False
-            ) from None
+            raise _error("Ran out of memory: upload fewer photos or choose a smaller model.", "Out of memory",
+                         shown, report) from None
         except Exception as e:  # noqa: BLE001 - never show a traceback; log it for the operator
             log.exception("reconstruction failed")
-            raise gr.Error(
+            raise _error(
                 f"Something went wrong ({type(e).__name__}: {e}). Try other photos or another model; if it keeps "
-                "happening, please report it.",
-                print_exception=False,
+                "happening, please report it.", "Error", shown, report,
             ) from None
+        finally:
+            pose_stage.close()
 
     return reconstruct
+
+
+class ReportedError(gr.Error):
+    """A ``gr.Error`` that stays on screen until closed and carries the report to show with it."""
+
+    def __init__(self, message: str, title: str, report: str):
+        super().__init__(message, duration=None, title=title, print_exception=False)
+        self.report = report
+
+
+def _error(message: str, title: str, shown: bool, report: str) -> ReportedError:
+    text = f"**{title}:** {message}"
+    return ReportedError(message, title, f"{report}\n\n❌ {text}" if shown and report else f"❌ {text}")
+
+
+def with_report_on_error(handler: Callable[..., Iterator[tuple]]) -> Callable[..., Iterator[tuple]]:
+    """``handler`` for the page: on an error, the report shows the message too (then the modal opens)."""
+
+    def run(images, camera_files, model_key, fov_deg, make_video, run_dir, request: gr.Request,
+            progress=gr.Progress()):  # noqa: B008
+        try:
+            yield from handler(images, camera_files, model_key, fov_deg, make_video, run_dir, request, progress)
+        except ReportedError as e:
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), e.report, gr.skip()
+            raise
+
+    return run
 
 
 def example_rows(default_key: str = "shipped") -> tuple[list[list], list[str]]:
@@ -216,13 +339,19 @@ def build_demo(
     max_side: int = 1024,
     examples: bool = True,
     warm_up: bool = False,
+    pose_slots: int = 1,
+    max_file_mb: float | None = None,
 ) -> gr.Blocks:
     """The Blocks app (queue configured; launch it with :func:`launch`).
 
     checkpoint: the default model (folder or Hub id; default from ``ILRM_DEMO_CHECKPOINT`` /
     ``ilrm_demo.json`` / ``checkpoints/ilrm-tiny-procedural``). store/sessions: inject for tests.
-    video: fly-through frames/fps (default: by device). concurrency_limit: simultaneous
-    reconstructions (default ``ILRM_DEMO_CONCURRENCY`` or 1). warm_up: load the default model now
+    video: fly-through frames/fps (default: by device). concurrency_limit: runs worked on at once
+    (default ``ILRM_DEMO_CONCURRENCY`` or :data:`DEFAULT_WORKERS`); max_queue: runs waiting beyond
+    those (more are told the app is busy); pose_slots: pose estimations at once (as many may wait;
+    see :class:`StageGates`); max_file_mb: the upload cap :func:`launch` applies (default
+    ``ILRM_DEMO_MAX_FILE_MB`` or :data:`MAX_FILE_MB`). examples: computed at start-up (cached for
+    everyone; their run folders are removed once cached). warm_up: load the default model now
     (:func:`warm_up_default_model`) rather than on the first click.
     """
     store = store or ModelStore(default_model_specs(checkpoint))
@@ -230,9 +359,10 @@ def build_demo(
         warm_up_default_model(store)
     sessions = sessions or SessionFolders()
     atexit.register(sessions.cleanup_all)
-    handler = make_handler(store, sessions, video=video, max_side=max_side)
     if concurrency_limit is None:
-        concurrency_limit = int(os.environ.get("ILRM_DEMO_CONCURRENCY", "1"))
+        concurrency_limit = int(os.environ.get("ILRM_DEMO_CONCURRENCY", str(DEFAULT_WORKERS)))
+    gates = StageGates(pose_slots=pose_slots)
+    handler = make_handler(store, sessions, video=video, max_side=max_side, gates=gates)
 
     with gr.Blocks(title="iLRM: photos → 3D Gaussians", delete_cache=(1800, 3600)) as demo:
         gr.Markdown(INTRO)
@@ -243,7 +373,8 @@ def build_demo(
                     label="Photos (2–32, same size)", file_count="multiple", file_types=IMAGE_TYPES, height=180
                 )
                 cameras = gr.File(
-                    label="Camera file (optional)", file_count="multiple", file_types=CAMERA_TYPES, height=90
+                    label="Camera file (optional)", file_count="multiple", file_types=CAMERA_TYPES, height=140,
+                    elem_id="ilrm-cameras",
                 )
                 model = gr.Dropdown(choices=store.choices(), value=store.default_key, label="Model", interactive=True)
                 fov = gr.Slider(
@@ -266,35 +397,19 @@ def build_demo(
                         splat_out = gr.File(label="Gaussians .splat (web viewers)")
         outputs = [preview, video_out, ply_out, splat_out, info]
         run.click(
-            handler,
+            with_report_on_error(handler),
             inputs=[images, cameras, model, fov, make_video, run_state],
             outputs=[*outputs, run_state],
             api_name=API_NAME,
             api_description="Photos (+ optional camera file) → preview .ply, fly-through .mp4, full .ply, .splat, report",
+            # Only the video waits for long: the preview, report and downloads show as soon as they exist.
+            show_progress_on=[video_out],
             concurrency_limit=concurrency_limit,
             concurrency_id="reconstruct",
         )
         if examples:
-            rows, labels = example_rows(store.default_key)
-            if rows:
-
-                def run_example(images, camera_files, model_key, fov_deg, make_video, progress=gr.Progress()):  # noqa: B008
-                    # Cached for everyone: run outside any session folder (request None).
-                    for out in handler(images, camera_files, model_key, fov_deg, make_video, None, None, progress):
-                        yield out[:5]
-
-                gr.Examples(
-                    examples=rows,
-                    inputs=[images, cameras, model, fov, make_video],
-                    outputs=outputs,
-                    fn=run_example,
-                    cache_examples=True,
-                    cache_mode="lazy",
-                    example_labels=labels,
-                    label="Examples (computed on first click, then cached)",
-                    api_name="example",
-                    api_visibility="private",
-                )
+            _add_examples(demo, store, sessions, video, max_side, gates, [images, cameras, model, fov, make_video],
+                          outputs)
 
         def end_session(request: gr.Request) -> None:
             sessions.cleanup(getattr(request, "session_hash", None))
@@ -303,7 +418,56 @@ def build_demo(
     demo.queue(default_concurrency_limit=concurrency_limit, max_size=max_queue)
     demo.ilrm_store = store  # for tests and launch()
     demo.ilrm_sessions = sessions
+    demo.ilrm_gates = gates
+    if max_file_mb is None:
+        max_file_mb = float(os.environ.get("ILRM_DEMO_MAX_FILE_MB", MAX_FILE_MB))
+    demo.ilrm_max_file_size = int(max_file_mb * 1024 * 1024)
     return demo
+
+
+EXAMPLE_SESSION = "examples"
+
+
+def _add_examples(demo, store, sessions, video, max_side, gates, inputs, outputs) -> None:
+    """The examples, computed when the app starts (Gradio's eager cache) so a click shows them at once.
+
+    The cache lives under the session root (unless ``GRADIO_EXAMPLES_CACHE`` says otherwise), so a
+    restart never shows another model's results, and the runs' own folders are removed once cached.
+    """
+    rows, labels = example_rows(store.default_key)
+    if not rows:
+        return
+    handler = make_handler(store, sessions, video=video, max_side=max_side, gates=gates,
+                           session_key=EXAMPLE_SESSION)
+
+    def run_example(images, camera_files, model_key, fov_deg, make_video, progress=gr.Progress()):  # noqa: B008
+        try:
+            for out in handler(images, camera_files, model_key, fov_deg, make_video, None, None, progress):
+                yield out[:5]
+        except ReportedError as e:  # cached as it is: the report says what went wrong
+            log.warning("example failed: %s", e.message)
+            yield None, None, None, None, e.report
+
+    ex = gr.Examples(
+        examples=rows,
+        inputs=inputs,
+        outputs=outputs,
+        fn=run_example,
+        cache_examples=True,
+        cache_mode="eager",
+        example_labels=labels,
+        label="Examples (computed when the app started: click one to see it at once)",
+        api_name="example",
+        api_visibility="private",
+    )
+    if not os.environ.get("GRADIO_EXAMPLES_CACHE"):
+        folder = sessions.root / "examples_cache" / Path(ex.cached_folder).name
+        ex.cached_folder, ex.cached_file, ex.cached_indices_file = folder, folder / "log.csv", folder / "indices.csv"
+
+    async def drop_example_runs() -> None:  # runs after the caching (startup events run in order)
+        sessions.cleanup(EXAMPLE_SESSION)
+
+    demo.extra_startup_events.append(drop_example_runs)
 
 
 def warm_up_default_model(store: ModelStore) -> bool:
@@ -333,8 +497,10 @@ def launch(
     quiet: bool = False,
     **kwargs,
 ):
-    """Launch with the app's theme/CSS (Gradio 6 takes them in ``launch``), on 127.0.0.1 unless told otherwise."""
+    """Launch with the app's theme/CSS (Gradio 6 takes them in ``launch``), on 127.0.0.1 unless told
+    otherwise, with the upload cap of :func:`build_demo` (a bigger file is refused with HTTP 413)."""
     host = host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    kwargs.setdefault("max_file_size", getattr(demo, "ilrm_max_file_size", MAX_FILE_MB * 1024 * 1024))
     return demo.launch(
         server_name=host,
         server_port=port,
@@ -350,12 +516,34 @@ def launch(
     )
 
 
+def install_signal_handlers(sessions: SessionFolders) -> None:
+    """SIGTERM/SIGINT: remove the session root and exit quietly.
+
+    pycolmap (glog) installs a failure-signal handler on import that dumps a "crash" stack trace
+    on SIGTERM; it is imported here first so that ours replaces it for good.
+    """
+    with contextlib.suppress(ImportError):
+        import pycolmap  # noqa: F401
+
+    def stop(signum, frame) -> None:
+        log.info("signal %d: removing %s and exiting", signum, sessions.root)
+        sessions.cleanup_all()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="iLRM demo: photos → 3D Gaussians")
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=None, help="port (default 7860 or GRADIO_SERVER_PORT)")
     parser.add_argument("--checkpoint", default=None, help="default model: checkpoint folder or Hub repo id")
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    parser.add_argument("--no-examples", action="store_true", help="start without the (precomputed) examples")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    launch(build_demo(args.checkpoint, warm_up=True), host=args.host, port=args.port, share=args.share)
+    sessions = SessionFolders()
+    install_signal_handlers(sessions)
+    demo = build_demo(args.checkpoint, sessions=sessions, warm_up=True, examples=not args.no_examples)
+    launch(demo, host=args.host, port=args.port, share=args.share)

@@ -145,6 +145,10 @@ def _load_one(path: Path, name: str, max_side: int) -> Photo:
     try:
         with Image.open(path) as probe:
             probe.verify()  # structure checks without decoding all pixels
+    except Image.DecompressionBombError as e:  # Pillow refuses to even open it: far beyond our cap
+        raise ILRMInputError(
+            f"{name!r} is too large: far more than {MAX_PIXELS / 1e6:.0f} megapixels; downscale it before uploading"
+        ) from e
     except UnidentifiedImageError as e:
         raise ILRMInputError(
             f"{name!r} is not an image that can be read (JPEG, PNG, WebP, BMP or TIFF); it may be another kind "
@@ -182,7 +186,10 @@ def _load_one(path: Path, name: str, max_side: int) -> Photo:
     except ILRMInputError:
         raise
     except Image.DecompressionBombError as e:
-        raise ILRMInputError(f"{name!r} is too large to decode safely; downscale it before uploading") from e
+        raise ILRMInputError(
+            f"{name!r} is too large to decode safely (more than {MAX_PIXELS / 1e6:.0f} megapixels); downscale it "
+            "before uploading"
+        ) from e
     except (OSError, SyntaxError, ValueError, struct.error) as e:
         raise ILRMInputError(
             f"{name!r} is damaged or incomplete ({e}); the upload may have been cut off: export or upload it again"

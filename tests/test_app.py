@@ -175,3 +175,54 @@ def test_served_app_with_gradio_client(store, tmp_path):
             client.predict([handle_file(PROC_IMAGES[0])], None, "shipped", 60.0, False, api_name="/reconstruct")
     finally:
         demo.close()
+
+
+def test_errors_stay_on_screen_and_are_repeated_in_the_report(store, tmp_path):
+    """The page's handler: an error is shown until closed (duration None) and the report says it too."""
+    from demo.app import ReportedError, with_report_on_error
+
+    page = with_report_on_error(make_handler(store, SessionFolders(tmp_path / "s"), video=VIDEO))
+    a = noise(tmp_path / "a.png")
+    outs = []
+    with pytest.raises(ReportedError) as e:
+        for out in page([a], None, "shipped", 60.0, False, None, None, no_progress):
+            outs.append(out)
+    assert e.value.duration is None and "at least 2 photos" in e.value.message
+    assert outs and "at least 2 photos" in outs[-1][4] and "Cannot reconstruct" in outs[-1][4]
+
+
+def test_stale_session_roots_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    from demo.sessions import OWNER_FILE, ROOT_PREFIX, remove_stale_roots
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone, alive, unowned = (tmp_path / f"{ROOT_PREFIX}{n}" for n in ("gone", "alive", "new"))
+    for d in (gone, alive, unowned):
+        d.mkdir()
+    (gone / OWNER_FILE).write_text(str(dead.pid))
+    import os
+
+    (alive / OWNER_FILE).write_text(str(os.getpid()))
+    assert remove_stale_roots(tmp_path) == [gone]
+    assert alive.is_dir() and unowned.is_dir()  # a live owner's, and an unowned one touched today
+
+
+@pytest.mark.slow
+def test_examples_are_computed_at_start_and_their_runs_removed(store, tmp_path, monkeypatch):
+    """Eager example cache: computed while the app starts, kept under the session root, and the
+    example runs' own folders are gone once cached; a click is then served from the cache."""
+    monkeypatch.delenv("GRADIO_EXAMPLES_CACHE", raising=False)
+    sessions = SessionFolders(tmp_path / "s")
+    demo = build_demo(store=store, sessions=sessions, video=VIDEO)
+    _, url, _ = launch(demo, port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        logs = list((sessions.root / "examples_cache").glob("*/log.csv"))
+        assert logs and len(logs[0].read_text().splitlines()) > 1  # the header and the cached rows
+        assert not (sessions.root / "examples").exists()
+        cached = [p for p in (sessions.root / "examples_cache").rglob("*.ply")]
+        assert cached, "the cached outputs live in the cache folder, not in the removed run folders"
+    finally:
+        demo.close()
