@@ -16,6 +16,12 @@ from .sets import CameraSet
 #: Largest camera file we read, and the most bytes we take out of one zip, in bytes (a COLMAP
 #: images file holds every 2D point, so it can be large; anything beyond this is refused).
 MAX_FILE_BYTES = 512 * 1024 * 1024
+#: Largest single member we decompress from a zip, in bytes.
+MAX_MEMBER_BYTES = 256 * 1024 * 1024
+#: Largest compression ratio we believe for a member bigger than :data:`RATIO_FLOOR_BYTES`: COLMAP
+#: text and JSON deflate by 3-10×; a zip bomb by hundreds or thousands.
+MAX_COMPRESSION_RATIO = 100
+RATIO_FLOOR_BYTES = 1024 * 1024
 
 
 _FORMATS_HINT = (
@@ -78,14 +84,28 @@ def _zip_members(path: Path) -> Iterator[_Members]:
                 def read() -> bytes:
                     # The declared size first (cheap), then the real one: zipfile stops at the
                     # declared size, and a lying header fails its CRC check.
+                    if info.file_size > RATIO_FLOOR_BYTES and info.file_size > MAX_COMPRESSION_RATIO * max(
+                        info.compress_size, 1
+                    ):
+                        raise ILRMInputError(
+                            f"{path.name!r}: {info.filename} is compressed {info.file_size / max(info.compress_size, 1):.0f}"
+                            f"× ({info.compress_size >> 10} KB unpacking to {info.file_size >> 20} MB), far more than "
+                            "camera files compress; zip only the camera files, or upload them unzipped"
+                        )
+                    if info.file_size > MAX_MEMBER_BYTES:
+                        raise ILRMInputError(
+                            f"{path.name!r}: {info.filename} unpacks to {info.file_size >> 20} MB, more than "
+                            f"{MAX_MEMBER_BYTES >> 20} MB for one camera file; zip only the camera files"
+                        )
                     if info.file_size > budget[0]:
                         raise ILRMInputError(
                             f"{path.name!r} unpacks to more than {MAX_FILE_BYTES >> 20} MB of camera files "
                             f"({info.filename} alone is {info.file_size >> 20} MB); zip only the camera files"
                         )
+                    limit = min(budget[0], MAX_MEMBER_BYTES)
                     with zf.open(info) as f:
-                        data = f.read(budget[0] + 1)
-                    if len(data) > budget[0]:
+                        data = f.read(limit + 1)
+                    if len(data) > limit:
                         raise ILRMInputError(f"{path.name!r} unpacks to more than {MAX_FILE_BYTES >> 20} MB")
                     budget[0] -= len(data)
                     return data
