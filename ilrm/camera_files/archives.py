@@ -88,9 +88,9 @@ def _zip_members(path: Path) -> Iterator[_Members]:
                         info.compress_size, 1
                     ):
                         raise ILRMInputError(
-                            f"{path.name!r}: {info.filename} is compressed {info.file_size / max(info.compress_size, 1):.0f}"
-                            f"× ({info.compress_size >> 10} KB unpacking to {info.file_size >> 20} MB), far more than "
-                            "camera files compress; zip only the camera files, or upload them unzipped"
+                            f"{path.name!r} unpacks to more than camera files plausibly can: {info.filename} is "
+                            f"compressed {info.file_size / max(info.compress_size, 1):.0f}× ({info.compress_size >> 10} KB "
+                            f"to {info.file_size >> 20} MB); zip only the camera files, or upload them unzipped"
                         )
                     if info.file_size > MAX_MEMBER_BYTES:
                         raise ILRMInputError(
