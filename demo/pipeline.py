@@ -4,6 +4,7 @@
             ─► cameras (camera file, or estimated with pycolmap)
             ─► Reconstructor: Views at the model's resolution, poses normalised as in training
             ─► Gaussians in the user's camera frame ─► preview .ply + full .ply + .splat  (first result)
+            ─► held-out photos rendered and scored (PSNR / SSIM), when asked          (another result)
             ─► fly-through .mp4 along the input cameras                               (final result)
 
 >>> store = ModelStore(default_model_specs())
@@ -16,6 +17,7 @@ says what to do; the UI turns those into ``gr.Error``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -23,9 +25,11 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from ilrm.cameras import Views
+from ilrm.errors import ILRMInputError
 from ilrm.gaussians import Gaussians
 from ilrm.pipeline import Prepared, Reconstructor
 from ilrm.video import VideoEvent, finish_video, render_fly_through_steps
@@ -34,15 +38,29 @@ ProgressFn = Callable[[float, str], None]
 
 
 @dataclass
+class Targets:
+    """Photos kept out of the model's input, to render and score: images (3, Hᵢ, Wᵢ) in [0, 1],
+    intrinsics (T, 3, 3) in their pixels, c2w (T, 4, 4) in the user's frame."""
+
+    images: list[Tensor]
+    intrinsics: Tensor
+    c2w: Tensor
+    names: list[str]
+    note: str = ""  # how their cameras were obtained
+
+
+@dataclass
 class PreparedInput:
     """Photos and cameras ready for the model: the Reconstructor's :class:`~ilrm.pipeline.Prepared`
-    plus where the cameras came from, the pose estimate's numbers (if estimated) and stage timings."""
+    plus where the cameras came from, the pose estimate's numbers (if estimated), stage timings and
+    the held-out photos (``targets``, None when none)."""
 
     prepared: Prepared
     camera_source: str
     pose_info: dict | None = None
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    targets: Targets | None = None
 
     @property
     def views(self) -> Views:
@@ -66,11 +84,14 @@ def prepare_input(
     max_side: int = 1024,
     max_views: int = 32,
     progress: ProgressFn | None = None,
+    target_indices: Sequence[int] = (),
 ) -> PreparedInput:
     """Load and check the photos, get cameras (file or pycolmap), and prepare them for the model.
 
     fov_deg: field of view across the long side, the focal-length prior for photos without EXIF when
-    cameras are estimated. Raises :class:`ILRMInputError`.
+    cameras are estimated. target_indices: photos (indices into ``image_files``) kept out of the
+    input and returned as :class:`Targets` with cameras in the same frame (from the camera file, or
+    estimated together with the inputs). Raises :class:`ILRMInputError`.
     """
     from ilrm.photos import downscale_warnings, load_photos, photo_cameras
 
@@ -78,7 +99,16 @@ def prepare_input(
     timings: dict[str, float] = {}
     t = time.perf_counter()
     report(0.02, "Reading photos")
-    photos = load_photos(_as_paths(image_files), max_side=max_side, max_views=max_views)
+    paths = _as_paths(image_files)
+    held = sorted({int(i) for i in target_indices})
+    if held and (held[0] < 0 or held[-1] >= len(paths)):
+        raise ILRMInputError(f"held-out photos {held} are out of range: {len(paths)} photos were uploaded")
+    if held and len(paths) - len(held) < 2:
+        raise ILRMInputError(
+            f"holding out {len(held)} of {len(paths)} photos leaves fewer than 2 inputs: upload more photos, or "
+            "turn off the held-out photo"
+        )
+    photos = load_photos(paths, max_side=max_side, max_views=max_views + len(held))
     timings["load_photos"] = time.perf_counter() - t
     warnings = downscale_warnings(photos, max_side, reconstructor.input_size(photos[0].size))
 
@@ -91,10 +121,67 @@ def prepare_input(
 
     t = time.perf_counter()
     report(0.3, "Preparing the views")
-    prepared = reconstructor.prepare(posed.images, posed.intrinsics, posed.c2w, names=posed.names)
+    keep = [i for i in range(len(photos)) if i not in held]
+    prepared = reconstructor.prepare(
+        [posed.images[i] for i in keep], posed.intrinsics[keep], posed.c2w[keep], names=[posed.names[i] for i in keep]
+    )
     warnings += [w for w in prepared.warnings if w not in warnings]
     timings["preprocess"] = time.perf_counter() - t
-    return PreparedInput(prepared, posed.source, posed.pose_info, warnings, timings)
+    targets = None
+    if held:
+        note = "cameras from the camera file" if cams_in else "cameras estimated together with the inputs"
+        targets = Targets([posed.images[i] for i in held], posed.intrinsics[held], posed.c2w[held],
+                          [posed.names[i] for i in held], note)
+    return PreparedInput(prepared, posed.source, posed.pose_info, warnings, timings, targets)
+
+
+def hold_out_index(num_photos: int) -> int:
+    """The photo a "hold out one photo" run keeps out: the middle one in upload order (so the
+    model interpolates between its neighbours)."""
+    return num_photos // 2
+
+
+def ssim(x: Tensor, y: Tensor, window: int = 11, sigma: float = 1.5) -> float:
+    """Mean SSIM of (N, 3, H, W) images in [0, 1]: Gaussian window 11 / σ 1.5, K1 0.01, K2 0.03, valid
+    region (the settings of the harness's scikit-image SSIM, in torch: the Space has no scikit-image)."""
+    x, y = x.double(), y.double()
+    coords = torch.arange(window, dtype=x.dtype) - (window - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    kernel = (g[:, None] * g[None, :]).expand(x.shape[1], 1, window, window)
+    if min(x.shape[-2:]) < window:
+        raise ValueError(f"images smaller than the SSIM window ({window} px)")
+
+    def conv(t: Tensor) -> Tensor:
+        return F.conv2d(t, kernel, groups=x.shape[1])
+
+    mu_x, mu_y = conv(x), conv(y)
+    sxx, syy, sxy = conv(x * x) - mu_x**2, conv(y * y) - mu_y**2, conv(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    return float(s.mean())
+
+
+def psnr(x: Tensor, y: Tensor) -> float:
+    """PSNR in dB of images in [0, 1] (renders clipped, as in the harness)."""
+    mse = float((x.clamp(0, 1).double() - y.double()).square().mean())
+    return -10.0 * math.log10(max(mse, 1e-10))
+
+
+def score_targets(rec: Reconstructor, prediction, targets: Targets) -> list[dict]:
+    """Render ``targets``' cameras (:meth:`Reconstructor.render`) at the model's input size and score them
+    against the photos (resized and centre-cropped as the inputs were): [{name, psnr, ssim}]."""
+    from ilrm.cameras import resize_and_center_crop
+
+    views = prediction.prepared.views
+    H, W = views.height, views.width
+    gt, K = zip(*(resize_and_center_crop(im.float(), k.float(), (H, W)) for im, k in zip(targets.images,
+                                                                                      targets.intrinsics)))
+    renders = rec.render(prediction, torch.stack(K), targets.c2w, H, W)
+    return [
+        {"name": name, "psnr": psnr(renders[j : j + 1], gt[j][None]), "ssim": ssim(renders[j : j + 1], gt[j][None])}
+        for j, name in enumerate(targets.names)
+    ]
 
 
 def run_model(model: nn.Module, views: Views, device: str | torch.device | None = None) -> Gaussians:
@@ -140,6 +227,12 @@ class ReconstructionResult:
     pose_info: dict | None = None
     device: str = "cpu"
     video_pending: bool = False
+    #: why this model ran (e.g. the automatic choice by hardware and photo count); None: not given
+    model_reason: str | None = None
+    #: held-out photos rendered and scored: [{"name", "psnr", "ssim"}]; None: none were held out
+    quality: list[dict] | None = None
+    quality_note: str = ""
+    quality_pending: bool = False
 
     def to_dict(self) -> dict:
         d = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -152,6 +245,7 @@ class ReconstructionResult:
         h, w = self.image_size
         lines = [
             f"**Model:** {self.model}  ",
+            *([f"**Why this model:** {self.model_reason}  "] if self.model_reason else []),
             f"**Input:** {self.num_views} views at {w}×{h} (model trained with {self.trained_views}); "
             f"cameras {self.camera_source}  ",
             f"**Gaussians:** {self.num_gaussians:,} predicted · {self.num_preview:,} in the 3D preview · "
@@ -167,6 +261,16 @@ class ReconstructionResult:
             timing += " · rendering the video…"
         timing += f" · ({', '.join(parts)}) · preview ready after {t.get('to_preview', 0):.1f} s"
         lines.append(timing + "  ")
+        if self.quality:
+            scores = " · ".join(f"{q['name']}: PSNR {q['psnr']:.2f} dB, SSIM {q['ssim']:.3f}" for q in self.quality)
+            mean = ""
+            if len(self.quality) > 1:
+                mean = (f" (mean PSNR {sum(q['psnr'] for q in self.quality) / len(self.quality):.2f} dB, "
+                        f"SSIM {sum(q['ssim'] for q in self.quality) / len(self.quality):.3f})")
+            note = f"; {self.quality_note}" if self.quality_note else ""
+            lines.append(f"**Quality on photos the model did not see:** {scores}{mean} at {w}×{h}{note}  ")
+        elif self.quality_pending:
+            lines.append("**Quality on held-out photos:** rendering…  ")
         if self.pose_info:
             p = self.pose_info
             extra = ", ".join(
@@ -198,8 +302,19 @@ def reconstruct_iter(
     progress: ProgressFn | None = None,
     forward_fn: ForwardFn | None = None,
     video_fn: VideoFn | None = None,
+    hold_out: bool = False,
+    eval_files: Sequence[str | Path] | str | Path | None = None,
+    model_reason: str | None = None,
 ) -> Iterator[ReconstructionResult]:
-    """Run the pipeline; yield a result once the preview and downloads exist, then once more with the video.
+    """Run the pipeline; yield a result once the preview and downloads exist, then once more with the
+    held-out scores (when asked), then once more with the video.
+
+    The model is fed at the input size its config declares (:func:`ilrm.pipeline.model_input_size`:
+    the photo's aspect where the model was trained on it, a centre crop where it needs a square).
+    hold_out: keep one photo (:func:`hold_out_index`, needs 3+) out of the input, render its camera and
+    report PSNR/SSIM against it. eval_files: further uploaded photos used only for scoring (their
+    cameras come from the camera file, or are estimated together with the inputs). model_reason: why
+    this model runs (e.g. :meth:`demo.models.ModelStore.get_for`'s choice), shown in the report.
 
     video: frames/fps of the fly-through (None: :func:`default_video_settings` for the device;
     ``frames=0``: no video, a single result is yielded). forward_fn(model, views) → CPU Gaussians and
@@ -209,15 +324,21 @@ def reconstruct_iter(
     arguments); its progress comes back as yielded :class:`VideoProgress`. Raises :class:`ILRMInputError`.
     """
     report = progress or (lambda f, d: None)
-    # The demo feeds the training shape (centre crop), as it always has; the CLI keeps the photo's aspect.
-    rec = Reconstructor(model, device=device, keep_aspect=False)
+    # The input size follows what the model was trained on (ILRMConfig.input_sizes), as in the CLI.
+    rec = Reconstructor(model, device=device)
     forward_fn = forward_fn or (lambda m, v: rec.forward(v).to("cpu"))
     video_fn = video_fn or partial(render_fly_through_steps, device=rec.device)
     video = video if video is not None else default_video_settings(rec.device)
     t0 = time.perf_counter()
     cfg = model.config
-    inp = prepare_input(image_files, camera_files, rec, fov_deg=fov_deg, max_side=max_side, progress=report)
+    inputs, extra = _as_paths(image_files), _as_paths(eval_files)
+    held = ([hold_out_index(len(inputs))] if hold_out and len(inputs) >= 3 else []) + \
+        list(range(len(inputs), len(inputs) + len(extra)))
+    inp = prepare_input(inputs + extra, camera_files, rec, fov_deg=fov_deg, max_side=max_side, progress=report,
+                        target_indices=held)
     prep, timings = inp.prepared, dict(inp.timings)
+    if hold_out and len(inputs) < 3:
+        inp.warnings.append("holding out a photo needs 3 or more photos (2 stay as inputs); no quality number this time.")
 
     report(0.4, f"Reconstructing ({prep.views.num_views} views at {prep.views.width}×{prep.views.height})")
     t = time.perf_counter()
@@ -249,8 +370,18 @@ def reconstruct_iter(
         pose_info=inp.pose_info,
         device=rec.device.type,
         video_pending=video.frames > 0,
+        model_reason=model_reason,
+        quality_note=inp.targets.note if inp.targets is not None else "",
+        quality_pending=inp.targets is not None,
     )
     yield result
+    if inp.targets is not None:
+        report(0.65, f"Rendering {len(inp.targets.names)} held-out photo(s) for PSNR/SSIM")
+        t = time.perf_counter()
+        quality = score_targets(rec, prediction, inp.targets)
+        timings = dict(timings, quality=time.perf_counter() - t)
+        result = replace(result, quality=quality, quality_pending=False, timings=timings)
+        yield result
     if video.frames <= 0:
         return
 
@@ -265,8 +396,55 @@ def reconstruct_iter(
         frames=video.frames, fps=video.fps, near=cfg.near, far=cfg.far,
     )
     path = finish_video(events, frame_progress)
-    timings = dict(timings, rendering=time.perf_counter() - t)
+    timings = dict(result.timings, rendering=time.perf_counter() - t)
     yield replace(result, video=Path(path), timings=timings, video_pending=False)
+
+
+# ---- ZeroGPU durations ----------------------------------------------------------------------------
+# ZeroGPU checks the visitor's remaining quota against the duration a GPU function *requests*
+# (``@spaces.GPU(duration=...)``; only the time used is charged), so an oversized fixed default
+# refuses visitors who could have run. These size it by the work. Estimates, not measured on
+# ZeroGPU: the DL3DV model's forward for 32 views at 544×960 takes 0.57 s on an H200
+# (docs/results/gpu_benchmark.md); the margins cover moving the weights to the GPU, the first CUDA
+# call and a slower GPU slice.
+FORWARD_BASE_S = 10.0
+FORWARD_PER_VIEW_S = 0.5
+VIDEO_BASE_S = 10.0
+VIDEO_PER_FRAME_S = 0.05  # + per million Gaussians per frame, below (torch rasterizer on the GPU)
+VIDEO_PER_MGAUSS_FRAME_S = 0.1
+MAX_DURATION_S = 120
+
+
+def forward_seconds(num_views: int, height: int = 256, width: int = 256) -> int:
+    """Seconds to request for one model forward: grows with the views and their pixels (at 256² per view)."""
+    pixels = max(height * width / (256 * 256), 1.0)
+    return int(min(max(FORWARD_BASE_S + FORWARD_PER_VIEW_S * num_views * pixels, 10), MAX_DURATION_S // 2))
+
+
+def video_seconds(num_gaussians: int, frames: int) -> int:
+    """Seconds to request for the fly-through: per frame, a fixed cost plus one per million Gaussians (×1.5)."""
+    per_frame = VIDEO_PER_FRAME_S + VIDEO_PER_MGAUSS_FRAME_S * num_gaussians / 1e6
+    return int(min(max(VIDEO_BASE_S + 1.5 * frames * per_frame, 10), MAX_DURATION_S))
+
+
+def _find(kind: type, args: tuple, kwargs: dict):
+    return next((a for a in (*args, *kwargs.values()) if isinstance(a, kind)), None)
+
+
+def gpu_forward_duration(*args, **kwargs) -> int:
+    """``@spaces.GPU(duration=gpu_forward_duration)`` for a forward function: ZeroGPU calls it with the
+    GPU function's own arguments; the first :class:`Views` among them sizes the request."""
+    views = _find(Views, args, kwargs)
+    if views is None:
+        return int(MAX_DURATION_S // 2)
+    return forward_seconds(views.num_views, views.height, views.width)
+
+
+def gpu_video_duration(*args, frames: int = 90, **kwargs) -> int:
+    """``@spaces.GPU(duration=gpu_video_duration)`` for the video function (its ``frames=`` keyword and the
+    first :class:`Gaussians` among its arguments size the request)."""
+    g = _find(Gaussians, args, kwargs)
+    return video_seconds(g.num_gaussians if g is not None else 1_000_000, int(frames))
 
 
 def reconstruct(*args, **kwargs) -> ReconstructionResult:

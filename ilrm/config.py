@@ -79,6 +79,11 @@ class ILRMConfig(JsonConfig):
     # every view count seen in training when it varied per step (num_views is then the largest);
     # empty: trained with num_views only
     trained_views: tuple[int, ...] = ()
+    # every input size (H, W) seen in training; empty: not declared (read from
+    # extra["training"]["image_sizes"] when a checkpoint recorded it there). The input size follows
+    # it (ilrm.pipeline.model_input_size): the trained short side, and the photo's aspect clamped to
+    # the trained aspects, so a square-only model gets a square centre crop.
+    trained_sizes: tuple[tuple[int, int], ...] = ()
     pose_scale_before_recentre: bool = False  # the RE10K code's normalisation quirk (SPEC)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form metadata (not used by the model)
 
@@ -86,6 +91,9 @@ class ILRMConfig(JsonConfig):
         # JSON gives lists; keep tuples so configs compare equal after a round trip.
         for name in ("image_features", "viewpoint_features", "trained_views"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "trained_sizes", tuple(tuple(int(v) for v in hw) for hw in self.trained_sizes))
+        if any(len(hw) != 2 or min(hw) < 1 for hw in self.trained_sizes):
+            raise ILRMInputError(f"trained_sizes must be (height, width) pairs, got {self.trained_sizes}")
         if self.arch not in ARCHITECTURES:
             raise ILRMInputError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
         for name in ("image_features", "viewpoint_features"):
@@ -113,6 +121,28 @@ class ILRMConfig(JsonConfig):
     def trained_with(self, num_views: int) -> bool:
         """Whether training saw ``num_views`` input views."""
         return num_views in (self.trained_views or (self.num_views,))
+
+    @property
+    def input_sizes(self) -> tuple[tuple[int, int], ...]:
+        """The (H, W) sizes this model was trained at: :attr:`trained_sizes`, else the checkpoint's
+        recorded ``extra["training"]["image_sizes"]`` (e.g. "256x256 and 256x448"), else () (unknown)."""
+        if self.trained_sizes:
+            return self.trained_sizes
+        recorded = (self.extra.get("training") or {}).get("image_sizes") if isinstance(self.extra, dict) else None
+        return parse_sizes(recorded) if recorded else ()
+
+    def describe_sizes(self) -> str:
+        """E.g. "256×256 only (square crop)" or "256×256, 256×448 (aspect kept between 1:1 and 1.75:1)"."""
+        sizes = self.input_sizes
+        if not sizes:
+            return f"{self.image_width}×{self.image_height} (trained sizes not recorded; the aspect is kept)"
+        text = ", ".join(f"{w}×{h}" for h, w in sizes) + " (W×H)"
+        lo, hi = aspect_range(sizes)
+        if hi == lo == 1.0:
+            return f"{text} only (photos are centre-cropped to a square)"
+        if hi == lo:
+            return f"{text} only (photos are centre-cropped to {hi:.3g}:1)"
+        return f"{text} (the photo's aspect is kept between {lo:.3g}:1 and {hi:.3g}:1)"
 
     # ---- derived sizes -------------------------------------------------------------------
     @property
@@ -194,15 +224,34 @@ DECODING_FROM_SCRATCH: dict[str, Any] = dict(
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The released RE10K weights were trained with the scale-before-recentre quirk (SPEC).
-    "re10k": dict(pose_scale_before_recentre=True),
-    "dl3dv-wide": dict(_WIDE),
+    "re10k": dict(pose_scale_before_recentre=True, trained_sizes=((256, 256),)),
+    "dl3dv-wide": dict(_WIDE, trained_sizes=((544, 960),)),
     # Same structure as dl3dv-wide, small enough for CPU inference and quick training from scratch.
+    # Our tiny/small runs draw 256×256 or 256×448 per step (checkpoints/ilrm-tiny-procedural).
     "tiny": dict(_WIDE, **DECODING_FROM_SCRATCH, width=256, depth=8, image_height=256, image_width=256,
-                 num_views=2, far=500.0),
+                 num_views=2, far=500.0, trained_sizes=((256, 256), (256, 448))),
     # Between tiny and the released models: 16.7 M parameters, 33.5 MB in bf16 (the repository allows 40 MB).
     "small": dict(_WIDE, **DECODING_FROM_SCRATCH, width=320, depth=12, image_height=256, image_width=256,
-                  num_views=2, far=500.0),
+                  num_views=2, far=500.0, trained_sizes=((256, 256), (256, 448))),
 }
+
+
+def parse_sizes(text: Any) -> tuple[tuple[int, int], ...]:
+    """(H, W) pairs from "256x256 and 256x448" / "256×448" / [[256, 448], ...]; () when unreadable."""
+    import re
+
+    if isinstance(text, (list, tuple)):
+        try:
+            return tuple((int(h), int(w)) for h, w in text)
+        except (TypeError, ValueError):
+            return ()
+    return tuple((int(h), int(w)) for h, w in re.findall(r"(\d+)\s*[x×]\s*(\d+)", str(text)))
+
+
+def aspect_range(sizes: tuple[tuple[int, int], ...]) -> tuple[float, float]:
+    """(smallest, largest) long/short side ratio among ``sizes``."""
+    ratios = [max(h, w) / min(h, w) for h, w in sizes]
+    return min(ratios), max(ratios)
 
 
 def preset_names() -> list[str]:

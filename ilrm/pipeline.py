@@ -53,16 +53,29 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 def model_input_size(config: ILRMConfig, in_hw: tuple[int, int], keep_aspect: bool = True) -> tuple[int, int]:
     """(H, W) to feed the model for a photo of ``in_hw``.
 
-    Without ``keep_aspect``: the training resolution (photos are centre-cropped to its shape). With it:
-    the training short side, and the long side following the photo's aspect, rounded to the size multiple.
+    Without ``keep_aspect``: the training resolution (photos are centre-cropped to its shape). With it,
+    the rule the model declares (:attr:`ILRMConfig.input_sizes`): the trained short side, and the long
+    side following the photo's aspect, clamped to the range of trained aspects (so a model trained on
+    squares only, like the RE10K one, gets a square centre crop, and the DL3DV one 16:9) and rounded
+    to the size multiple; the orientation (landscape/portrait) follows the photo. A config that
+    declares no sizes keeps the photo's aspect at its training short side. ``config`` may be any
+    object with ``image_height``, ``image_width`` and ``size_multiple`` (and optionally ``input_sizes``).
     """
     m = config.size_multiple
     if not keep_aspect:
         return config.image_height, config.image_width
     h, w = in_hw
-    short = min(config.image_height, config.image_width)
-    s = short / min(h, w)
-    return max(m, round(h * s / m) * m), max(m, round(w * s / m) * m)
+    sizes = tuple(getattr(config, "input_sizes", ()) or ())
+    if not sizes:
+        short = min(config.image_height, config.image_width)
+        s = short / min(h, w)
+        return max(m, round(h * s / m) * m), max(m, round(w * s / m) * m)
+    short = min(min(hw) for hw in sizes)
+    ratios = [max(hw) / min(hw) for hw in sizes]
+    aspect = min(max(max(h, w) / max(min(h, w), 1), min(ratios)), max(ratios))
+    long = max(m, round(short * aspect / m) * m)
+    short = max(m, round(short / m) * m)
+    return (long, short) if h > w else (short, long)
 
 
 def to_model_frame(c2w: Tensor, transform: Tensor) -> Tensor:

@@ -14,6 +14,11 @@ Pose estimation (:func:`estimate_poses`):
   comes from an essential matrix with the given focal length (unit baseline). Pairs that a
   homography explains (a flat scene, or a camera that only turned) are rejected with a message
   that says what to shoot instead, as are pairs whose rays meet at tiny angles.
+- 3 or more photos get the same checks on the reconstruction (:func:`check_reconstruction`): too
+  few triangulated points, a median triangulation angle below the two-view minimum, or every
+  photo pair explained by a homography (turning on the spot, one flat surface, crops of one photo)
+  are refused with the same advice; borderline numbers are reconstructed with a warning
+  (``PoseEstimate.warnings``, also on the returned :class:`CameraSet`, so they reach the report).
 
 All files live in a temporary folder that is removed afterwards.
 """
@@ -51,6 +56,7 @@ class PoseEstimate:
     seconds: wall time of the whole estimate; stage_seconds: per stage.
     focal_px: the final (shared) focal length in pixels; prior_focal_px: the one we started from.
     stats: numbers worth showing (inlier matches, triangulation angle in degrees, points, reprojection error).
+    warnings: sentences for the user about a weak but accepted estimate (few points, small angles).
     """
 
     cameras: CameraSet
@@ -60,6 +66,13 @@ class PoseEstimate:
     prior_focal_px: float
     stage_seconds: dict[str, float] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+#: 3+ photos: fewer triangulated points than this are refused (the two-view path needs 30 inliers) ...
+MIN_POINTS3D = 30
+#: ... and fewer than this reconstruct with a warning.
+WARN_POINTS3D = 200
 
 
 def focal_from_fov(fov_deg: float, height: int, width: int) -> float:
@@ -162,14 +175,16 @@ def estimate_poses(
         stage["matching"] = time.perf_counter() - t
 
         t = time.perf_counter()
+        warnings: list[str] = []
         if len(images) == 2:
             cams, stats, f_final = _two_view(db, files, names, min_triangulation_angle_deg, seed)
             method = "two-view"
         else:
             cams, stats, f_final, method = _reconstruct(db, image_dir, tmp_path, files, names, seed, num_threads)
+            warnings = check_reconstruction(stats, len(images), min_triangulation_angle_deg)
         stage["mapping"] = time.perf_counter() - t
 
-    result = CameraSet(cams, source=f"estimated ({method}, pycolmap {pycolmap.__version__})")
+    result = CameraSet(cams, source=f"estimated ({method}, pycolmap {pycolmap.__version__})", warnings=list(warnings))
     result.validate()
     return PoseEstimate(
         cameras=result,
@@ -179,6 +194,7 @@ def estimate_poses(
         prior_focal_px=float(focal_px),
         stage_seconds=stage,
         stats=stats,
+        warnings=warnings,
     )
 
 
@@ -311,8 +327,89 @@ def _reconstruct(
         "registered": float(n_reg),
         "points3D": float(rec.num_points3D()),
         "reprojection_error_px": float(rec.compute_mean_reprojection_error()),
+        "triangulation_angle_deg": _median_triangulation_angle_deg(rec),
+        **_pair_geometry_stats(db),
     }
     return cams, stats, focal, method
+
+
+def _median_triangulation_angle_deg(rec) -> float:
+    """Median over the 3D points of the largest angle between the rays from the point to the cameras
+    that see it (COLMAP's triangulation angle; 0 without points)."""
+    centres = {im_id: np.asarray(im.projection_center(), np.float64) for im_id, im in rec.images.items()
+               if im.has_pose}
+    angles = []
+    for point in rec.points3D.values():
+        x = np.asarray(point.xyz, np.float64)
+        rays = [centres[e.image_id] - x for e in point.track.elements if e.image_id in centres]
+        if len(rays) < 2:
+            continue
+        r = np.stack(rays)
+        r /= np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12)
+        cos = np.clip(r @ r.T, -1.0, 1.0)
+        angles.append(math.degrees(math.acos(float(cos.min()))))
+    return float(np.median(angles)) if angles else 0.0
+
+
+def _pair_geometry_stats(db: Path) -> dict[str, float]:
+    """How many photo pairs have a verified geometry, and how many of them a homography explains
+    (COLMAP's planar / panoramic labels: a camera that only turned, a flat scene, crops of one photo)."""
+    import pycolmap
+
+    Config = pycolmap.TwoViewGeometryConfiguration
+    with pycolmap.Database.open(str(db)) as database:
+        _, geoms = database.read_two_view_geometries()
+    configs = [Config(int(g.config)) for g in geoms if len(g.inlier_matches) >= 15]
+    flat = sum(c in (Config.PLANAR, Config.PANORAMIC, Config.PLANAR_OR_PANORAMIC) for c in configs)
+    return {"verified_pairs": float(len(configs)), "homography_pairs": float(flat)}
+
+
+def check_reconstruction(stats: dict[str, float], n_images: int, min_tri_deg: float = 1.0) -> list[str]:
+    """Refuse a degenerate 3+-photo reconstruction, as the two-view path does; warn about a weak one.
+
+    stats: :func:`_reconstruct`'s numbers (points3D, triangulation_angle_deg, verified_pairs,
+    homography_pairs). Raises :class:`ILRMInputError` when there are fewer than :data:`MIN_POINTS3D`
+    points, the median triangulation angle is below ``min_tri_deg`` or every verified pair is a
+    homography; returns warnings for fewer than :data:`WARN_POINTS3D` points, an angle below
+    2 × ``min_tri_deg`` or mostly homography pairs.
+    """
+    points = int(stats.get("points3D", 0))
+    tri = float(stats.get("triangulation_angle_deg", 0.0))
+    pairs, flat = int(stats.get("verified_pairs", 0)), int(stats.get("homography_pairs", 0))
+    if points < MIN_POINTS3D:
+        raise ILRMInputError(
+            f"the cameras of these {n_images} photos rest on only {points} triangulated points (need at least "
+            f"{MIN_POINTS3D}), so their positions are guesses: this happens when the camera only turned on the "
+            f"spot, or the photos barely overlap. {_SHOOT_ADVICE}"
+        )
+    if tri < min_tri_deg:
+        raise ILRMInputError(
+            f"the photos were taken from almost the same place (rays meet at {tri:.2f}° at the median point, need "
+            f"at least {min_tri_deg:g}°), so depth cannot be recovered. {_SHOOT_ADVICE}"
+        )
+    if pairs and flat == pairs:
+        raise ILRMInputError(
+            f"cannot estimate cameras from these photos: each of the {pairs} overlapping pairs maps one image onto "
+            "the other by a homography, which happens when the camera only turned on the spot, the photos are "
+            f"crops of one picture, or the scene is one flat surface. {_SHOOT_ADVICE}"
+        )
+    warnings = []
+    if points < WARN_POINTS3D:
+        warnings.append(
+            f"the estimated cameras rest on only {points} triangulated points; they may be inaccurate. Add a "
+            "camera file or more overlapping photos taken from different positions."
+        )
+    if tri < 2 * min_tri_deg:
+        warnings.append(
+            f"the photos were taken from nearly the same place (median triangulation angle {tri:.2f}°): depth is "
+            "poorly determined. Step sideways between shots for a better reconstruction."
+        )
+    if pairs and 2 * flat > pairs:
+        warnings.append(
+            f"{flat} of the {pairs} overlapping photo pairs look like the camera only turned (or a flat scene); "
+            "the estimated camera positions may be unreliable."
+        )
+    return warnings
 
 
 def _diagnose_failure(db: Path, n_images: int) -> str:

@@ -43,7 +43,7 @@ class PixelSplatModel(nn.Module):
 
     def __init__(self, depth: float = 1.5):
         super().__init__()
-        self.config = ILRMConfig.preset("tiny", image_height=SIZE, image_width=SIZE)
+        self.config = ILRMConfig.preset("tiny", image_height=SIZE, image_width=SIZE, trained_sizes=((SIZE, SIZE),))
         self.depth = depth
         self.last: tuple[Views, Gaussians] | None = None
 

@@ -105,6 +105,40 @@ def test_upload_resolves_unpinned_revisions_to_commits(monkeypatch, tmp_path):
                     "model_files": ("config.json", "model.safetensors")}
 
 
+def test_space_gpu_path_chooses_the_authors_weights_at_the_pinned_revision(tmp_path):
+    """In the built Space on GPU hardware (ZeroGPU sets SPACES_ZERO_GPU), the automatic choice is the
+    authors' RE10K weights for 2-4 photos and the DL3DV wide ones for more, at the pinned commit; on a
+    CPU host it is our checkpoint. ZeroGPU durations grow with the views."""
+    pin = "f" * 40
+    proc = build_space(tmp_path / "s", "--model-revision", SHA, "--official-revision", pin)
+    assert proc.returncode == 0, proc.stderr
+    code = (
+        "import json; from demo.models import ModelStore, default_model_specs; "
+        "from demo.pipeline import forward_seconds; "
+        "st = ModelStore(default_model_specs()); c = {n: st.resolve('auto', n) for n in (2, 4, 8, 32)}; "
+        "print(json.dumps({'hardware': st.hardware, 'default': st.default_key, "
+        "'keys': {n: [x.key, st.specs[x.key].source, st.specs[x.key].revision] for n, x in c.items()}, "
+        "'reason': c[2].reason, 'durations': [forward_seconds(2), forward_seconds(32, 544, 960)]}))"
+    )
+    base = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home")}
+    for env, hardware in (({"SPACES_ZERO_GPU": "true"}, "gpu"), ({"ILRM_DEMO_HARDWARE": "cpu"}, "cpu")):
+        run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "s", capture_output=True, text=True,
+                             timeout=180, env={**base, **env})
+        assert run.returncode == 0, run.stderr[-2000:]
+        out = json.loads(run.stdout.strip().splitlines()[-1])
+        assert out["hardware"] == hardware and out["default"] == "auto"
+        if hardware == "gpu":
+            assert out["keys"]["2"] == ["authors-re10k", "official:re10k_2view.ckpt", pin]
+            assert out["keys"]["4"][0] == "authors-re10k"
+            assert out["keys"]["8"] == ["authors-dl3dv-16", "official:ilrm_undistort_dl3dv_16view.pt", pin]
+            assert out["keys"]["32"][0] == "authors-dl3dv-32" and "GPU host" in out["reason"]
+        else:
+            assert {k[0] for k in out["keys"].values()} == {"shipped"}
+        assert out["durations"][0] < out["durations"][1] <= 60
+    readme = (tmp_path / "s" / "README.md").read_text()
+    assert "Gynjn/iLRM" in readme and "first use" in readme and "MB" in readme
+
+
 # ---- the built Space in an environment made from its own requirements ------------------------------
 
 SPACE_REQUIREMENTS = REPO / "hf_space" / "requirements.txt"

@@ -153,3 +153,42 @@ def test_bad_arguments():
         estimate_poses([("a.png", a), ("b.png", np.zeros((10, 12, 3), np.uint8))])
     with pytest.raises(ILRMInputError, match="field of view"):
         estimate_poses([("a.png", a), ("b.png", a)], fov_deg=0.0)
+
+
+# ---- degenerate 3+-photo estimates ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["turned", "crops"])
+def test_multi_view_rotation_or_crops_are_refused(half_images, mode):
+    """4 photos from one spot (a camera turning 0-15°: homographies of one photo) or 4 crops of one
+    photo: refused like the two-view path, never reconstructed silently."""
+    import cv2
+
+    a = half_images[5].array
+    h, w = a.shape[:2]
+    K = np.array([[FOCAL_HALF, 0, w / 2], [0, FOCAL_HALF, h / 2], [0, 0, 1]])
+    big = cv2.resize(a, (2 * w, 2 * h))
+    ims = []
+    for i, deg in enumerate((0, 5, 10, 15)):
+        if mode == "turned":
+            H = K @ rotation([0.1, 1, 0], deg) @ np.linalg.inv(K)
+            b = cv2.warpPerspective(a, H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        else:
+            b = np.ascontiguousarray(big[100 : 100 + h, 100 + 40 * i : 100 + 40 * i + w])
+        ims.append((f"{mode}{i}.png", b))
+    with pytest.raises(ILRMInputError, match="turn"):
+        estimate_poses(ims, fov_deg=60.0)
+
+
+def test_check_reconstruction_refuses_and_warns():
+    from ilrm.poses import check_reconstruction
+
+    good = {"points3D": 555, "triangulation_angle_deg": 4.8, "verified_pairs": 15, "homography_pairs": 7}
+    assert check_reconstruction(good, 6) == []  # the mydesk numbers
+    for bad, match in [({"points3D": 5}, "only 5 triangulated points"),
+                       ({"triangulation_angle_deg": 0.4}, "almost the same place"),
+                       ({"homography_pairs": 15}, "homography")]:
+        with pytest.raises(ILRMInputError, match=match):
+            check_reconstruction({**good, **bad}, 6)
+    weak = check_reconstruction({**good, "points3D": 80, "triangulation_angle_deg": 1.5, "homography_pairs": 10}, 6)
+    assert len(weak) == 3 and "80 triangulated points" in weak[0]
