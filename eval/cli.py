@@ -122,6 +122,11 @@ def _leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+from . import reproduce as _reproduce  # noqa: E402  (flags and work in eval/reproduce.py)
+
+command("reproduce", "fetch, run with the authors' weights, compare with the published row")(_reproduce.add_args)(_reproduce.run)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 with ``error: <message>`` on stderr for bad input)."""
     parser = build_parser("python -m eval", "iLRM evaluation harness", COMMANDS)
