@@ -163,6 +163,7 @@ class TrainConfig(JsonConfig):
         return cfg.replace(
             image_height=self.height, image_width=self.width, num_views=max(views or (self.num_context,)),
             trained_views=views,
+            trained_sizes=tuple(sorted(set(self.image_sizes() or ((self.height, self.width),)))),
         )
 
     def data_kind(self) -> str:

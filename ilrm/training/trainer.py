@@ -163,7 +163,7 @@ class Trainer:
         if not (folder / "config.json").is_file():
             raise ILRMInputError(f"init_from {folder}: no config.json there; give a run's segment/ or final/ folder")
         saved = ILRMConfig.from_json(folder / "config.json")
-        keep = dict(extra={}, image_height=0, image_width=0, num_views=1, trained_views=())
+        keep = dict(extra={}, image_height=0, image_width=0, num_views=1, trained_views=(), trained_sizes=())
         if saved.replace(**keep) != self.model_config.replace(**keep):
             raise ILRMInputError(
                 f"init_from {folder} holds another model than preset {self.config.preset!r} with overrides "
