@@ -2,6 +2,7 @@
 
     python -m eval fetch BENCHMARK [--repo-id ID --revision REV] [--limit N] [--local-dir DIR] [--source DIR]
     python -m eval run --benchmark B --model M --out DIR [--limit N] [--refine-steps K] [--save-images]
+                       [--save-renders] [--strict/--no-strict] [--overwrite]
                        [--device D] [--dtype bf16|fp32] [--data-root DIR] [--image-size H W]
     python -m eval leaderboard DIR... --out DIR [--published matching|all|none]
     torchrun --nproc_per_node=N -m eval run ...      # scenes sharded over ranks, rank 0 merges
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,7 +75,15 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", help="method name shown in the tables")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS (the tables say n/a)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--overwrite", action="store_true", help="discard results of a different run in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard the previous run in --out (records, tables, images, renders) and start again")
+    p.add_argument("--save-renders", action="store_true",
+                   help="save the renders losslessly at the evaluated size (renders/<scene>.npz, float32 as scored; "
+                        "each record names the file's sha256)")
+    p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
+                   help="exit non-zero when a scene failed or has no record (default: on for full protocol runs, "
+                        "off for partial ones: --limit or a partial fetch). A run that evaluated nothing always "
+                        "exits non-zero")
 
 
 @command("run", "evaluate a model or baseline on a benchmark")(_run_args)
@@ -87,6 +97,7 @@ def _run(args: argparse.Namespace) -> int:
             data_root=args.data_root, image_size=tuple(args.image_size) if args.image_size else None,
             index_path=args.index, eval_home=args.eval_home, revision=args.revision, label=args.label,
             lpips=not args.no_lpips, progress=not args.no_progress, overwrite=args.overwrite,
+            save_renders=args.save_renders, strict=args.strict,
         )
     )
     if result is not None:  # rank 0
@@ -102,6 +113,13 @@ def _run(args: argparse.Namespace) -> int:
         for f in sc["failed"][:10]:
             print(f"  FAILED {f['scene']}: {f['reason']}")
         print(json.dumps({k: str(v) for k, v in result.files.items()}))
+        if not s["protocol_check"]["standard"]:
+            print(f"  custom protocol (not comparable with published {s['benchmark']['name']} rows): "
+                  + "; ".join(s["protocol_check"]["violations"][:3]))
+        if s.get("problems"):
+            for problem in s["problems"]:
+                print(f"error: {problem}", file=sys.stderr)
+            return 1
     return 0
 
 

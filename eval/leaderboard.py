@@ -57,11 +57,13 @@ def measured_row(result_dir: str | Path) -> dict[str, Any]:
     m, sc, t, env = s["metrics"], s["scenes"], s["timing"], s["environment"]
     lpips = m.get("lpips")
     lpips_text = _fmt(lpips, 3) if isinstance(lpips, (int, float)) else f"n/a ({m.get('lpips_reason') or 'not computed'})"
+    if not sc["evaluated"]:
+        raise ILRMInputError(f"{result_dir} has no evaluated scenes: nothing to put in a table")
     scenes = f"{sc['evaluated']} of {sc['protocol_total']}"
     if sc["evaluated"] < sc["protocol_total"]:
         scenes += " (subset)"
-    if sc.get("failed"):
-        scenes += f", {len(sc['failed'])} failed"
+    # Failed (data could not be read) and skipped (protocol exclusions) counts, always shown.
+    scenes += f", {len(sc.get('failed') or [])} failed, {len(sc.get('skipped') or [])} skipped"
     recon, refine = t.get("recon_time_s_mean"), t.get("refine_time_s_mean")
     time_text = _fmt_time(recon)
     if refine:
@@ -311,11 +313,16 @@ def protocol_notes(protocols: Sequence[str]) -> list[str]:
     lines = []
     for p in protocols:
         name, _, size = p.partition("@")
+        custom = name.endswith("[custom]")  # eval.protocols.CUSTOM_TAG: another index or other view counts
+        name = name.removesuffix("[custom]")
         try:
             desc = load_benchmark(name).description
         except ILRMInputError:
             desc = "(unknown protocol)"
         extra = f" — evaluated at {size} instead (not the standard protocol)" if size else ""
+        if custom:
+            extra += (" — custom protocol (another index or other view counts; the run's summary.json lists "
+                      "why): not comparable with the published rows")
         lines.append(f"- `{p}`: {desc}{extra}")
     return lines
 

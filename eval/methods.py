@@ -62,6 +62,8 @@ class Method:
 
     label: str = ""
     spec: str = ""
+    #: sha256 over the weights' tensors (:func:`eval.provenance.weights_sha256`); None: no weights.
+    weights_sha256: str | None = None
     needs_depth: bool = False
     scale_before_recentre: bool | None = None
 
@@ -122,7 +124,10 @@ class ModelMethod(Method):
         refine_steps: int = 0,
         revision: str | None = None,
     ) -> None:
+        from .provenance import weights_sha256
+
         self.spec = spec
+        self.weights_sha256 = weights_sha256(model)  # before .to(device): the tensors as loaded
         self.model = model.to(device).eval()
         # The one forward of the project (autocast, device); protocol views are already in the model frame.
         self.reconstructor = Reconstructor(self.model, device=device, dtype=dtype)
@@ -135,10 +140,11 @@ class ModelMethod(Method):
         self._info = model_source_info(spec.removeprefix("full-attention:"), model, revision)
         name = Path(spec.removeprefix("full-attention:")).name or spec
         arch = "iLRM" if cfg.arch == "ilrm" else "full-attention"
-        self.label = f"{arch} ({name})" + (f" + {refine_steps} refinement steps" if refine_steps else "")
+        random = ", random weights" if spec.removeprefix("full-attention:").startswith("preset:") else ""
+        self.label = f"{arch} ({name}{random})" + (f" + {refine_steps} refinement steps" if refine_steps else "")
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), **self._info, "refine_steps": self.refine_steps}
+        return {**super().info(), **self._info, "refine_steps": self.refine_steps, "weights_sha256": self.weights_sha256}
 
     def predict(self, context: Views, depth: Tensor | None = None) -> tuple[Gaussians, dict[str, float]]:
         cuda_sync(self.device)

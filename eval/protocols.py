@@ -19,6 +19,7 @@ Kinds:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -37,6 +38,26 @@ from ilrm.errors import ILRMInputError
 EVAL_DIR = Path(__file__).resolve().parent
 PROTOCOL_DIR = EVAL_DIR / "protocol_specs"
 KINDS = ("re10k", "dl3dv", "procedural")
+#: Appended to the protocol name of a run that is not the published protocol (another index, other views).
+CUSTOM_TAG = "[custom]"
+#: Kinds whose inputs and targets must be disjoint frames. DL3DV's k-means inputs never fall on the
+#: every-8th target frames; pixelSplat's RE10K index has targets equal to a context frame in 575 of its
+#: 6474 scenes, and that index is the protocol (so RE10K is checked for its view counts only).
+DISJOINT_KINDS = ("dl3dv",)
+#: Loader reasons that mean the scene's data is incomplete (fewer frames than the protocol needs): such
+#: scenes are "failed" (retried once the data is repaired), never "skipped" (a protocol exclusion).
+INCOMPLETE_MARKERS = ("out of range for", "cameras for", "empty context or target set")
+
+
+def is_incomplete(reason: str) -> bool:
+    """True if a loader's skip reason says the scene's data is incomplete (see :data:`INCOMPLETE_MARKERS`)."""
+    return any(m in (reason or "") for m in INCOMPLETE_MARKERS)
+
+
+def _incomplete_or_skipped(reason: str) -> tuple[str, str]:
+    if is_incomplete(reason):
+        return "failed", f"incomplete scene data (repair the data and run again): {reason}"
+    return "skipped", reason
 
 
 @dataclass(frozen=True)
@@ -72,13 +93,22 @@ class Benchmark:
     license: str = ""
     published_protocol: str | None = None
     image_size_override: bool = False
+    custom: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
-        """The protocol name shown on every table row (``re10k``, or ``re10k@64x64`` when resized)."""
+        """The protocol name shown on every table row: ``re10k``, ``re10k@64x64`` when resized,
+        ``re10k[custom]`` when the index or the views are not the protocol's (:func:`check_protocol`)."""
+        name = f"{self.name}{CUSTOM_TAG}" if self.custom else self.name
         if self.image_size_override:
-            return f"{self.name}@{self.image_size[0]}x{self.image_size[1]}"
-        return self.name
+            return f"{name}@{self.image_size[0]}x{self.image_size[1]}"
+        return name
+
+    def as_custom(self, reasons: Sequence[str]) -> Benchmark:
+        """A copy labelled as a custom protocol for ``reasons`` (unchanged if there are none)."""
+        if not reasons:
+            return self
+        return dataclasses.replace(self, custom=tuple(self.custom) + tuple(reasons))
 
     def with_image_size(self, size: Sequence[int] | None) -> Benchmark:
         """A copy evaluated at ``size`` = (H, W) (None: unchanged)."""
@@ -133,6 +163,67 @@ def load_benchmark(name_or_path: str | Path) -> Benchmark:
     return bench
 
 
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_protocol(benchmark: Benchmark, index_path: str | Path | None = None) -> list[str]:
+    """Why a run with this index is not ``benchmark``'s published protocol ([] = it is).
+
+    Checks: the index file is the protocol's (same sha256); every entry has ``num_context`` inputs
+    (and, for RE10K, ``num_target`` targets); inputs and targets are disjoint where the protocol says so
+    (:data:`DISJOINT_KINDS`; DL3DV targets are the every-``target_every`` frames). Procedural
+    benchmarks have no index and always pass.
+    """
+    if benchmark.kind == "procedural":
+        return []
+    from ilrm.data.sampling import load_dl3dv_index, load_evaluation_index
+
+    problems: list[str] = []
+    path = benchmark.index_path(index_path)
+    official = benchmark.index_path()
+    if official is not None and path is not None and file_sha256(path) != file_sha256(official):
+        problems.append(f"index {path} is not the protocol's index ({official.name}, sha256 differs)")
+    counts: dict[str, int] = {}
+
+    def note(kind: str, text: str) -> None:
+        counts[kind] = counts.get(kind, 0) + 1
+        if counts[kind] <= 3:
+            problems.append(text)
+
+    if benchmark.kind == "re10k":
+        for key, entry in load_evaluation_index(path).items():
+            if entry is None:
+                continue
+            nc, nt = len(entry["context"]), len(entry["target"])
+            if nc != benchmark.num_context:
+                note("ctx", f"scene {key}: {nc} input views, the protocol has {benchmark.num_context}")
+            if benchmark.num_target is not None and nt != benchmark.num_target:
+                note("tgt", f"scene {key}: {nt} target views, the protocol has {benchmark.num_target}")
+            if benchmark.kind in DISJOINT_KINDS and set(entry["context"]) & set(entry["target"]):
+                note("disjoint", f"scene {key}: inputs and targets are not disjoint")
+    else:
+        key_name = f"fold_{benchmark.target_every}_kmeans_{benchmark.num_context}_input"
+        for key, entry in load_dl3dv_index(path).items():
+            inputs = entry.get(key_name)
+            if inputs is None:
+                note("ctx", f"scene {key}: no {key_name!r} in the index")
+                continue
+            if len(inputs) != benchmark.num_context or len(set(inputs)) != len(inputs):
+                note("ctx", f"scene {key}: {len(set(inputs))} input views, the protocol has {benchmark.num_context}")
+            if benchmark.kind in DISJOINT_KINDS and any(int(i) % benchmark.target_every == 0 for i in inputs):
+                note("disjoint", f"scene {key}: inputs and targets are not disjoint (an input is a "
+                                 f"multiple of {benchmark.target_every}, i.e. a target frame)")
+    for kind, n in counts.items():
+        if n > 3:
+            problems.append(f"... {n} scenes in all with this problem ({kind})")
+    return problems
+
+
 # ---- scene sources -------------------------------------------------------------------------------
 
 
@@ -153,6 +244,10 @@ class LoadedScene:
     context_frames: list[int] | None = None
     target_frames: list[int] | None = None
     depth: torch.Tensor | None = None
+    expected_num_target: int | None = None
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 class SceneSource:
@@ -174,10 +269,24 @@ class SceneSource:
         """What the summary records about the data (folder, counts)."""
         return {"num_scenes": len(self.scene_ids), "num_missing": len(self.missing), "missing": self.missing[:200]}
 
+    #: Folder that :meth:`files_for` paths are relative to in the records (None: absolute).
+    data_root: Path | None = None
 
-def _limit(ids: list[str], limit: int | None) -> list[str]:
+    def files_for(self, scene_id: str) -> list[Path]:
+        """The data files a scene reads (hashed into its record; [] for generated scenes)."""
+        return []
+
+    def identity(self, scene_id: str) -> dict[str, Any]:
+        """What besides its files defines a scene's data (generator settings; {} for files)."""
+        return {}
+
+
+def _limit(ids: list[str], limit: int | None, only: Sequence[str] | None = None) -> list[str]:
     if limit is not None and limit < 0:
         raise ILRMInputError(f"--limit must be >= 0, got {limit}")
+    if only is not None:
+        keep = set(only)
+        ids = [i for i in ids if i in keep]
     return ids if limit is None else ids[:limit]
 
 
@@ -192,6 +301,7 @@ class RE10KSource(SceneSource):
         limit: int | None = None,
         index_path: str | Path | None = None,
         scale_before_recentre: bool | None = None,
+        scenes: Sequence[str] | None = None,
     ) -> None:
         from ilrm.data.re10k import read_chunk_index
         from ilrm.data.sampling import load_evaluation_index
@@ -209,8 +319,9 @@ class RE10KSource(SceneSource):
             )
         self.chunk_index = chunk_index
         usable = [k for k, v in self.index.items() if v is not None]
-        self.scene_ids = _limit([k for k in usable if k in chunk_index], limit)
+        self.scene_ids = _limit([k for k in usable if k in chunk_index], limit, scenes)
         self.missing = [k for k in usable if k not in chunk_index]
+        self.data_root = self.root
         self.scale_before_recentre = (
             benchmark.scale_before_recentre_default if scale_before_recentre is None else scale_before_recentre
         )
@@ -225,7 +336,22 @@ class RE10KSource(SceneSource):
                 for key in keys:
                     yield LoadedScene(key, "failed", reason="not listed in the data's index.json")
                 continue
+            if not (self.root / self.benchmark.split / chunk).is_file():
+                for key in keys:
+                    yield LoadedScene(key, "failed", reason=(
+                        f"chunk file {self.benchmark.split}/{chunk}, which index.json names for this scene, is "
+                        f"not on disk in {self.root} (partly fetched? run `python -m eval fetch "
+                        f"{self.benchmark.name}` for these scenes)"))
+                continue
             yield from self._load_chunk(chunk, keys)
+
+    def files_for(self, scene_id: str) -> list[Path]:
+        split = self.root / self.benchmark.split
+        chunk = self.chunk_index.get(scene_id)
+        files = [split / "index.json"]
+        if chunk and (split / chunk).is_file():
+            files.append(split / chunk)
+        return files
 
     def _load_chunk(self, chunk: str, keys: list[str]) -> Iterator[LoadedScene]:
         from ilrm.data.re10k import RE10KChunks
@@ -248,7 +374,8 @@ class RE10KSource(SceneSource):
                 for key, reason in items[done[status] :]:
                     if key not in seen:
                         seen.add(key)
-                        yield LoadedScene(key, status, reason=reason)
+                        st, why = _incomplete_or_skipped(reason) if status == "skipped" else (status, reason)
+                        yield LoadedScene(key, st, reason=why)
                 done[status] = len(items)
 
         try:
@@ -342,6 +469,7 @@ class DL3DVSource(SceneSource):
         index_path: str | Path | None = None,
         scale_before_recentre: bool | None = None,
         eval_home: str | Path | None = None,
+        scenes: Sequence[str] | None = None,
     ) -> None:
         from ilrm.data.dl3dv import DL3DVScenes
         from ilrm.data.sampling import load_dl3dv_index
@@ -349,7 +477,7 @@ class DL3DVSource(SceneSource):
         self.benchmark = benchmark
         self.index_path = benchmark.index_path(index_path)
         order = list(load_dl3dv_index(self.index_path))
-        wanted = _limit(order, limit) if looks_like_dl3dv_raw(root) else None
+        wanted = _limit(order, limit, scenes) if looks_like_dl3dv_raw(root) else None
         self.root, self.conversion = prepare_dl3dv_root(root, wanted, eval_home=eval_home)
         self.scale_before_recentre = (
             benchmark.scale_before_recentre_default if scale_before_recentre is None else scale_before_recentre
@@ -369,8 +497,9 @@ class DL3DVSource(SceneSource):
         self._pre = {n: ("skipped", "portrait scene (h > w), excluded by the protocol") for n in portrait}
         self._pre.update({n: ("failed", f"conversion failed: {r}") for n, r in failed.items()})
         available = set(self.dataset.names) | set(self._pre)
-        self.scene_ids = _limit([n for n in order if n in available], limit)
+        self.scene_ids = _limit([n for n in order if n in available], limit, scenes)
         self.missing = [n for n in order if n not in available]
+        self.data_root = self.root
 
     def load(self, ids: Sequence[str], *, with_depth: bool = False) -> Iterator[LoadedScene]:
         position = {n: i for i, n in enumerate(self.dataset.names)}
@@ -382,11 +511,58 @@ class DL3DVSource(SceneSource):
             try:
                 i = position[name]
                 ctx, tgt = self.dataset.indices(i)
-                yield LoadedScene(name, "ok", self.dataset[i], context_frames=list(ctx), target_frames=list(tgt))
+                expected = self.expected_targets(name, ctx)
+                if len(tgt) < expected:
+                    yield LoadedScene(name, "failed", reason=(
+                        f"incomplete scene data: {len(tgt)} target views, expected {expected} (every "
+                        f"{self.benchmark.target_every}th of the scene's frames on disk / in the source); the "
+                        "frame list is truncated"), context_frames=list(ctx), target_frames=list(tgt))
+                    continue
+                loaded = LoadedScene(name, "ok", self.dataset[i], context_frames=list(ctx), target_frames=list(tgt))
+                loaded.expected_num_target = expected
+                yield loaded
             except SkipScene as e:
-                yield LoadedScene(name, "skipped", reason=str(e))
+                status, reason = _incomplete_or_skipped(str(e))
+                yield LoadedScene(name, status, reason=reason)
             except (ILRMInputError, OSError, KeyError, IndexError, ValueError) as e:
                 yield LoadedScene(name, "failed", reason=f"{type(e).__name__}: {e}")
+
+    def _frame_count(self, name: str) -> int:
+        """How many frames the scene has: the most of the frames its camera file lists, the image files in
+        its image folder, and (when converted here) the raw ``transforms.json`` frames and ``images_4`` files."""
+        from ilrm.data.dl3dv import read_opencv_cameras
+
+        scene = read_opencv_cameras(self.dataset.dirs[name])
+        counts = [len(scene)]
+        folders = {Path(f.path).parent for f in scene.frames} if getattr(scene, "frames", None) else set()
+        for folder in folders:
+            if folder.is_dir():
+                counts.append(sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        raw = self.conversion.get("converted_from")
+        if raw:
+            ns = Path(raw) / name / "nerfstudio"
+            with contextlib.suppress(OSError, KeyError, ValueError):
+                counts.append(len(json.loads((ns / "transforms.json").read_text())["frames"]))
+            if (ns / "images_4").is_dir():
+                counts.append(sum(1 for p in (ns / "images_4").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        return max(counts)
+
+    def expected_targets(self, name: str, context: Sequence[int]) -> int:
+        """The protocol's target count for a scene: every ``target_every``-th of its frames, counted over
+        the frames it has on disk (:meth:`_frame_count`), at least past its last input frame."""
+        n = max(self._frame_count(name), (max(context) + 1) if context else 0)
+        return -(-n // self.benchmark.target_every)
+
+    def files_for(self, scene_id: str) -> list[Path]:
+        from ilrm.data.dl3dv import CAMERAS_FILE, read_opencv_cameras
+
+        d = self.dataset.dirs.get(scene_id)
+        if d is None:
+            return []
+        files = [d / CAMERAS_FILE]
+        with contextlib.suppress(ILRMInputError, OSError, AttributeError):
+            files += [Path(f.path) for f in read_opencv_cameras(d).frames]
+        return [f for f in files if f.is_file()]
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -424,6 +600,12 @@ class ProceduralSource(SceneSource):
         self._position = {s: i for i, s in enumerate(self.scene_ids)}
         self.missing = []
 
+    def identity(self, scene_id: str) -> dict[str, Any]:
+        from ilrm.data.procedural import TEST_SEED_START
+
+        return {"generator": "ilrm.data.procedural", "first_seed": TEST_SEED_START, "scene": scene_id,
+                "config": dataclasses.asdict(self.config)}
+
     def load(self, ids: Sequence[str], *, with_depth: bool = False) -> Iterator[LoadedScene]:
         for sid in ids:
             try:
@@ -452,6 +634,7 @@ def open_scenes(
     scale_before_recentre: bool | None = None,
     device: torch.device | str = "cpu",
     eval_home: str | Path | None = None,
+    scenes: Sequence[str] | None = None,
 ) -> SceneSource:
     """The :class:`SceneSource` of ``benchmark`` on ``data_root`` (ignored for procedural benchmarks).
 
@@ -470,7 +653,8 @@ def open_scenes(
         raise ILRMInputError(f"data root {root} is not a folder")
     if benchmark.kind == "re10k":
         return RE10KSource(
-            benchmark, root, limit=limit, index_path=index_path, scale_before_recentre=scale_before_recentre
+            benchmark, root, limit=limit, index_path=index_path, scale_before_recentre=scale_before_recentre,
+            scenes=scenes,
         )
     return DL3DVSource(
         benchmark,
@@ -479,4 +663,5 @@ def open_scenes(
         index_path=index_path,
         scale_before_recentre=scale_before_recentre,
         eval_home=eval_home,
+        scenes=scenes,
     )

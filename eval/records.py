@@ -23,12 +23,15 @@ from ilrm.errors import ILRMInputError
 
 from .methods import Method
 from .metrics import LPIPS_NA
-from .protocols import Benchmark, SceneSource
+from .protocols import Benchmark, SceneSource, is_incomplete
 
 #: Per-image PSNR of exact copies (+inf) counts as this in means (see eval.runner.evaluate_scene).
 PSNR_CAP = 100.0
 #: Settings that must match for a re-run to resume into an existing result folder.
-IDENTITY_KEYS = ("benchmark", "protocol", "method", "refine_steps", "dtype", "lpips", "index_file")
+IDENTITY_KEYS = ("benchmark", "protocol", "method", "refine_steps", "dtype", "lpips", "index_sha256",
+                 "weights_sha256", "data_kind")
+#: What a re-run into the same folder discards with ``--overwrite`` (records, tables, images, renders).
+RUN_OUTPUTS = ("ranks", "images", "renders", "per_scene.csv", "per_view.csv", "scenes.jsonl", "summary.json")
 
 
 def json_default(x: Any) -> Any:
@@ -81,30 +84,75 @@ def read_records(out: Path) -> dict[str, dict[str, Any]]:
 
 
 def finished_scenes(out: Path) -> set[str]:
-    """Scenes a re-run skips: those recorded "ok" or "skipped" (failed ones are tried again)."""
-    return {s for s, r in read_records(out).items() if r.get("status") in ("ok", "skipped")}
+    """Scenes a re-run skips: those recorded "ok" or "skipped" for a protocol exclusion (failed ones,
+    and old "skipped" records of incomplete data, are tried again)."""
+    return {
+        s for s, r in read_records(out).items()
+        if r.get("status") == "ok" or (r.get("status") == "skipped" and not is_incomplete(r.get("reason", "")))
+    }
 
 
-def check_identity(out: Path, identity: dict[str, Any], overwrite: bool, rank: int) -> None:
-    """Refuse to resume into ``out`` if it holds a run with other :data:`IDENTITY_KEYS` settings.
+def clear_outputs(out: Path) -> None:
+    """Remove a previous run's records, tables, images and renders from ``out`` (:data:`RUN_OUTPUTS`)."""
+    import shutil
 
-    With ``overwrite`` the old records are removed instead. Rank 0 (re)writes ``run_config.json``;
-    the caller puts a barrier after this so other ranks do not read records that are being removed.
+    for name in RUN_OUTPUTS:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def check_identity(
+    out: Path,
+    identity: dict[str, Any],
+    overwrite: bool,
+    rank: int,
+    scene_data: dict[str, str] | None = None,
+) -> None:
+    """Refuse to resume into ``out`` if it holds another run: other :data:`IDENTITY_KEYS` settings
+    (the weights' sha256 among them), or a finished scene whose record names other weights or other
+    data than ``scene_data`` ({scene: data sha256} of this run) says.
+
+    With ``overwrite`` the previous run's outputs (records, tables, images, renders) are removed
+    instead. Rank 0 (re)writes ``run_config.json``; the caller puts a barrier after this so other ranks
+    do not read records that are being removed.
     """
     path = out / "run_config.json"
-    if path.is_file():
-        old = json.loads(path.read_text())
-        diff = {k: (old.get(k), identity.get(k)) for k in IDENTITY_KEYS if old.get(k) != identity.get(k)}
-        if diff and not overwrite:
+    if overwrite:
+        if rank == 0:
+            clear_outputs(out)
+    else:
+        problems: list[str] = []
+        if path.is_file():
+            old = json.loads(path.read_text())
+            diff = {k: (old.get(k), identity.get(k)) for k in IDENTITY_KEYS if old.get(k) != identity.get(k)}
+            if diff:
+                what = ", ".join("weights (sha256)" if k == "weights_sha256" else k for k in diff)
+                problems.append(f"differs in {what}: {diff}")
+        weights = identity.get("weights_sha256")
+        other_w, other_d = [], []
+        for scene, rec in read_records(out).items():
+            if rec.get("weights_sha256") != weights:
+                other_w.append(scene)
+            if rec.get("status") == "failed":
+                continue  # evaluated again anyway (e.g. once its data is repaired)
+            if scene_data is not None and scene in scene_data and rec.get("data_sha256") != scene_data[scene]:
+                other_d.append(scene)
+        if other_w:
+            problems.append(f"{len(other_w)} recorded scene(s) were evaluated with other weights (e.g. {other_w[:3]})")
+        if other_d:
+            problems.append(f"{len(other_d)} recorded scene(s) were evaluated on other data: their files' sha256 "
+                            f"differ from the data now (e.g. {other_d[:3]})")
+        if problems:
             raise ILRMInputError(
-                f"{out} holds results of another run (differs in {diff}); choose another --out or pass --overwrite"
+                f"{out} holds results of another run ({'; '.join(problems)}); results of different weights or "
+                "data are never mixed: choose another --out or pass --overwrite"
             )
-        if diff and rank == 0:
-            for f in (out / "ranks").glob("*.jsonl"):
-                f.unlink()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(identity, indent=2) + "\n")
+        path.write_text(json.dumps(identity, indent=2, default=json_default) + "\n")
 
 
 @dataclass
@@ -126,7 +174,8 @@ def _median(values: Iterable[float | None]) -> float | None:
 
 
 SCENE_COLUMNS = ["protocol", "method", "scene", "status", "reason", "num_context", "num_target", "psnr", "ssim",
-                 "lpips", "recon_time_s", "refine_time_s", "render_time_s", "peak_memory_mb", "rank"]
+                 "lpips", "recon_time_s", "refine_time_s", "render_time_s", "peak_memory_mb", "rank", "weights_sha256",
+                 "data_sha256"]
 VIEW_COLUMNS = ["protocol", "method", "scene", "view", "frame", "psnr", "ssim", "lpips"]
 
 
@@ -156,6 +205,9 @@ def write_results(
     env: dict[str, Any],
     lpips_reason: str | None,
     wall_s: float,
+    *,
+    protocol_check: dict[str, Any] | None = None,
+    data_identity: dict[str, Any] | None = None,
 ) -> RunResult:
     """Merge every rank's records for ``source.scene_ids`` and write ``per_view.csv``,
     ``per_scene.csv``, ``scenes.jsonl`` and ``summary.json`` (means over the "ok" scenes)."""
@@ -164,6 +216,9 @@ def write_results(
     pending = [s for s in source.scene_ids if s not in records]
     ok = [r for r in ordered if r["status"] == "ok"]
     files = _write_tables(out, ordered, bench.label, method.label)
+    data_files: dict[str, str] = {}
+    for r in ordered:
+        data_files.update(r.get("data_files") or {})
     files["summary"] = out / "summary.json"
 
     lpips_values = [r.get("lpips") for r in ok]
@@ -175,7 +230,8 @@ def write_results(
             lpips_reason = f"LPIPS computed for {sum(v is not None for v in lpips_values)} of {len(ok)} scenes"
     summary = {
         "protocol": bench.label,
-        "method": method.info(),
+        "protocol_check": protocol_check or {"standard": not bench.custom, "violations": list(bench.custom)},
+        "method": {**method.info(), "weights_sha256": getattr(method, "weights_sha256", None)},
         "benchmark": bench.to_dict(),
         "metrics": {
             "psnr": _mean(r["psnr"] for r in ok),
@@ -192,6 +248,8 @@ def write_results(
             "protocol_total": bench.expected_scenes,
             "failed": [{"scene": r["scene"], "reason": r.get("reason", "")} for r in ordered if r["status"] == "failed"],
             "skipped": [{"scene": r["scene"], "reason": r.get("reason", "")} for r in ordered if r["status"] == "skipped"],
+            "num_failed": sum(r["status"] == "failed" for r in ordered),
+            "num_skipped": sum(r["status"] == "skipped" for r in ordered),
             "pending": pending,
         },
         "timing": {
@@ -204,7 +262,14 @@ def write_results(
             "note": "CUDA-synchronised wall time per scene (after one untimed warm-up scene on CUDA); "
             "peak memory = torch.cuda.max_memory_allocated over reconstruction + refinement",
         },
-        "data": {**source.describe(), "fetch_manifest": fetch_manifest},
+        "data": {
+            **source.describe(),
+            **(data_identity or {}),
+            "files": dict(sorted(data_files.items())),
+            "files_note": "sha256 of every data file the recorded scenes read (relative to data_root), or the Hub "
+            "etag of files in a Hugging Face cache snapshot (for LFS files the etag is the content's sha256)",
+            "fetch_manifest": fetch_manifest,
+        },
         "environment": env,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -218,6 +283,7 @@ __all__ = [
     "RunResult",
     "append_record",
     "check_identity",
+    "clear_outputs",
     "finished_scenes",
     "json_default",
     "rank_file",

@@ -10,8 +10,13 @@ Protocol: every method sees the same scenes, images and normalised poses; render
 
 Robustness: each finished scene is appended (and fsync'ed) to ``<out>/ranks/rank<r>.jsonl``; a re-run
 skips scenes already finished and the merge keeps one record per scene, so nothing is counted twice.
-A scene whose data cannot be read is recorded as "failed" with the reason and excluded from the means
-(listed in the summary); protocol exclusions are "skipped". Under ``torchrun`` scene ``i`` (protocol
+A scene whose data cannot be read or is incomplete (fewer frames than the protocol needs, a DL3DV
+target list shorter than expected) is recorded as "failed" with the reason, excluded from the means
+(listed in the summary) and tried again on the next run; protocol exclusions are "skipped".
+Trust: every record carries the weights' sha256 and its data files' sha256 (or Hub etag); a re-run
+into the same folder with other weights or other data is refused (``--overwrite`` starts again). An
+index that is not the protocol's, or other view counts, label the run ``<name>[custom]``. A run that
+evaluated nothing, or (strict: the default for full runs) has failed scenes, ends non-zero. Under ``torchrun`` scene ``i`` (protocol
 order) goes to rank ``i % world_size``; after a barrier rank 0 merges every rank's file and writes the
 tables. Timing: CUDA-synchronised wall time of the reconstruction (and refinement) per scene, after one
 untimed warm-up scene on CUDA; peak memory is ``torch.cuda.max_memory_allocated`` over the
@@ -21,6 +26,7 @@ reconstruction and refinement.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -36,9 +42,27 @@ from ilrm.errors import ILRMInputError
 
 from .methods import DTYPES, CopyNearest, Method, cuda_sync, resolve_method
 from .metrics import LPIPSMetric, compute_metrics
-from .protocols import Benchmark, LoadedScene, default_eval_home, load_benchmark, open_scenes
-from .provenance import environment
-from .records import PSNR_CAP, RunResult, append_record, check_identity, finished_scenes, rank_file, write_results
+from .protocols import (
+    Benchmark,
+    LoadedScene,
+    SceneSource,
+    check_protocol,
+    default_eval_home,
+    file_sha256,
+    load_benchmark,
+    open_scenes,
+)
+from .provenance import HashCache, digest_of, environment
+from .records import (
+    PSNR_CAP,
+    RunResult,
+    append_record,
+    check_identity,
+    finished_scenes,
+    json_default,
+    rank_file,
+    write_results,
+)
 
 #: Ranks finish their shards at different times and the merge waits at a barrier: a long timeout.
 DIST_TIMEOUT_S = 6 * 3600.0
@@ -73,9 +97,12 @@ class RunOptions:
     lpips: bool = True
     progress: bool = True
     overwrite: bool = False
+    save_renders: bool = False
+    strict: bool | None = None
 
 
-def _identity(opts: RunOptions, bench: Benchmark, method: Method, dtype_name: str) -> dict[str, Any]:
+def _identity(opts: RunOptions, bench: Benchmark, method: Method, dtype_name: str,
+              index_sha256: str | None) -> dict[str, Any]:
     """The settings a re-run must share to resume into ``opts.out`` (:data:`eval.records.IDENTITY_KEYS`)."""
     return {
         "benchmark": bench.name,
@@ -84,8 +111,47 @@ def _identity(opts: RunOptions, bench: Benchmark, method: Method, dtype_name: st
         "refine_steps": opts.refine_steps,
         "dtype": dtype_name,
         "lpips": bool(opts.lpips),
+        "index_sha256": index_sha256,
+        "weights_sha256": method.weights_sha256,
+        "data_kind": bench.kind,
         "index_file": str(opts.index_path) if opts.index_path else None,
     }
+
+
+def scene_data_digests(source: SceneSource, scene_ids: list[str], cache: HashCache) -> dict[str, dict[str, Any]]:
+    """{scene: {"data_sha256": ..., "data_files": {relative path: digest}}} for the files each scene reads
+    (:meth:`SceneSource.files_for`) and its generator settings (:meth:`SceneSource.identity`)."""
+    files = {s: source.files_for(s) for s in scene_ids}
+    digests = cache.digests(p for fs in files.values() for p in fs)
+    root = Path(source.data_root).resolve() if source.data_root is not None else None
+
+    def rel(p: Path) -> str:
+        try:
+            return str(Path(p).resolve().relative_to(root)) if root is not None else str(p)
+        except ValueError:
+            return str(Path(p).resolve())
+
+    out: dict[str, dict[str, Any]] = {}
+    for s in scene_ids:
+        named = {rel(p): digests[str(p)] for p in files[s]}
+        out[s] = {"data_sha256": digest_of({"files": named, "identity": source.identity(s)}), "data_files": named}
+    return out
+
+
+def run_problems(summary: dict[str, Any]) -> list[str]:
+    """Why a finished run should exit non-zero: nothing evaluated, or (strict runs) failed or pending scenes."""
+    sc = summary["scenes"]
+    problems = []
+    if sc["evaluated"] == 0:
+        problems.append(f"no scene was evaluated ({sc['requested']} requested; check --data-root / --index and "
+                        "what `python -m eval fetch` recorded)")
+    if summary.get("strict"):
+        if sc["failed"]:
+            problems.append(f"{len(sc['failed'])} scene(s) failed: " + ", ".join(f["scene"] for f in sc["failed"][:10])
+                            + " (strict: the default for full protocol runs; --no-strict accepts them)")
+        if sc["pending"]:
+            problems.append(f"{len(sc['pending'])} scene(s) have no record (e.g. {sc['pending'][:3]})")
+    return problems
 
 
 def _data_root(opts: RunOptions, bench: Benchmark) -> tuple[Path | None, dict[str, Any] | None]:
@@ -144,8 +210,14 @@ def evaluate_scene(
     lpips_metric: LPIPSMetric | None,
     *,
     images_dir: Path | None = None,
+    renders_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Reconstruct, render and score one loaded scene; returns its JSON record (with per-view rows)."""
+    """Reconstruct, render and score one loaded scene; returns its JSON record (with per-view rows).
+
+    renders_dir: also save the renders losslessly at the evaluated size (``<scene>.npz``, float32
+    (Vt, 3, H, W) exactly as scored, with the target frame numbers); the record names the file and
+    its sha256.
+    """
     base = {"scene": loaded.scene_id, "status": loaded.status}
     if loaded.status != "ok" or loaded.example is None:
         return {**base, "reason": loaded.reason}
@@ -191,8 +263,16 @@ def evaluate_scene(
         "render_time_s": render_time,
         "peak_memory_mb": peak,
         "views": views,
+        "expected_num_target": loaded.expected_num_target,
         **{k: v for k, v in times.items() if k.startswith("gs_")},
     }
+    if renders_dir is not None:
+        renders_dir.mkdir(parents=True, exist_ok=True)
+        path = renders_dir / f"{_safe_name(loaded.scene_id)}.npz"
+        frames_arr = np.array([-1 if f is None else f for f in frames], dtype=np.int64)
+        np.savez_compressed(path, renders=renders.detach().float().cpu().numpy(), target_frames=frames_arr)
+        record["renders"] = {"file": f"{renders_dir.name}/{path.name}", "sha256": file_sha256(path),
+                             "format": "npz: renders float32 (Vt, 3, H, W) as scored, target_frames"}
     if images_dir is not None:
         nearest = CopyNearest.nearest(context, target)
         inputs = context.images[0, nearest]
@@ -227,19 +307,39 @@ def _run(opts: RunOptions, dist_info: DistInfo) -> RunResult | None:
     if opts.label:
         method.label = opts.label
     data_root, fetch_manifest = _data_root(opts, bench)
+    # `fetch --index` / `fetch --limit` recorded which index and scenes the data holds: use them.
+    index_path = opts.index_path
+    only = None
+    if fetch_manifest is not None:
+        if index_path is None and fetch_manifest.get("index_file"):
+            index_path = Path(fetch_manifest["index_file"])
+        if fetch_manifest.get("limit") is not None and fetch_manifest.get("scenes") is not None:
+            only = list(fetch_manifest["scenes"])
+    violations = check_protocol(bench, index_path)
+    bench = bench.as_custom(violations)
+    home = Path(opts.eval_home) if opts.eval_home else default_eval_home()
     source = open_scenes(
-        bench, data_root, limit=opts.limit, index_path=opts.index_path,
-        scale_before_recentre=method.scale_before_recentre, device=device,
-        eval_home=opts.eval_home or default_eval_home(),
+        bench, data_root, limit=opts.limit, index_path=index_path,
+        scale_before_recentre=method.scale_before_recentre, device=device, eval_home=home, scenes=only,
     )
     out = Path(opts.out)
-    check_identity(out, _identity(opts, bench, method, dtype_name), opts.overwrite, rank)
+    index_file = getattr(source, "index_path", None)
+    index_sha = file_sha256(index_file) if index_file else None
+    cache = HashCache(home / "file_hashes.json")
+    if rank == 0:
+        scene_data = scene_data_digests(source, source.scene_ids, cache)
+    barrier(dist_info)  # rank 0 has hashed the data (the cache makes the other ranks' pass cheap)
+    if rank != 0:
+        scene_data = scene_data_digests(source, source.scene_ids, HashCache(home / "file_hashes.json"))
+    identity = _identity(opts, bench, method, dtype_name, index_sha)
+    check_identity(out, identity, opts.overwrite, rank, {s: d["data_sha256"] for s, d in scene_data.items()})
     barrier(dist_info)  # rank 0 has (re)written run_config.json / removed stale records
 
     finished = finished_scenes(out)
     todo = [s for s in shard(dist_info, source.scene_ids) if s not in finished]
     lpips_metric = LPIPSMetric(device) if opts.lpips else None
     images_dir = out / "images" if opts.save_images else None
+    renders_dir = out / "renders" if opts.save_renders else None
     records_path = rank_file(out, rank)
     started = time.perf_counter()
     warmed = device.type != "cuda"
@@ -250,8 +350,9 @@ def _run(opts: RunOptions, dist_info: DistInfo) -> RunResult | None:
             ex = loaded.example.to(device)
             method.warmup(ex.context, ex.target)
             warmed = True
-        record = evaluate_scene(loaded, method, device, lpips_metric, images_dir=images_dir)
-        record.update(rank=rank, finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        record = evaluate_scene(loaded, method, device, lpips_metric, images_dir=images_dir, renders_dir=renders_dir)
+        record.update(rank=rank, finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                      weights_sha256=method.weights_sha256, **scene_data.get(loaded.scene_id, {}))
         append_record(records_path, record)
         bar.update(1)
         if record["status"] == "ok":
@@ -266,10 +367,21 @@ def _run(opts: RunOptions, dist_info: DistInfo) -> RunResult | None:
         lpips_reason = "LPIPS disabled (--no-lpips)"
     elif not lpips_metric.available:
         lpips_reason = lpips_metric.reason
-    return write_results(
+    partial = opts.limit is not None or only is not None
+    result = write_results(
         out, bench, method, source, fetch_manifest,
         environment(device, dtype_name, dist_info.world_size), lpips_reason, wall,
+        protocol_check={"standard": not violations, "violations": violations,
+                        "note": "a run that is not the published protocol is labelled "
+                        f"'{bench.name}[custom]' and never listed beside the published rows"},
+        data_identity={"index_sha256": index_sha, "index_file": str(index_file) if index_file else None},
     )
+    strict = (not partial) if opts.strict is None else bool(opts.strict)
+    result.summary["strict"] = strict
+    result.summary["scenes"]["partial"] = partial
+    result.summary["problems"] = run_problems(result.summary)
+    result.files["summary"].write_text(json.dumps(result.summary, indent=2, default=json_default) + "\n")
+    return result
 
 
-__all__ = ["RunOptions", "RunResult", "evaluate_scene", "run", "save_grid"]
+__all__ = ["RunOptions", "RunResult", "evaluate_scene", "run", "run_problems", "save_grid", "scene_data_digests"]
