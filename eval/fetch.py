@@ -33,6 +33,7 @@ import datetime as _dt
 import fnmatch
 import io
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -46,6 +47,7 @@ from ilrm.errors import ILRMInputError
 
 from .protocols import Benchmark, default_eval_home, load_benchmark, prepare_dl3dv_root
 
+logger = logging.getLogger(__name__)
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 FORMATS = ("auto", "chunks", "parquet")
 #: Scenes per chunk file when parquet rows are written as pixelSplat chunks.
@@ -78,6 +80,40 @@ def access_message(repo_id: str, repo_type: str = "dataset", error: BaseExceptio
     )
 
 
+def network_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions huggingface_hub lets through when the Hub cannot be reached (no network, DNS,
+    refused connection, timeout, ``HF_HUB_OFFLINE``): those of its HTTP client (``httpx2`` in
+    huggingface_hub 2.x, ``httpx`` in 1.x, ``requests`` before) and ``OfflineModeIsEnabled``."""
+    import importlib
+
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    found: list[type[BaseException]] = [OfflineModeIsEnabled]
+    names = {"httpx2": ("ConnectError", "TimeoutException", "RemoteProtocolError", "ProxyError"),
+             "httpx": ("ConnectError", "TimeoutException", "RemoteProtocolError", "ProxyError"),
+             "requests": ("ConnectionError", "Timeout")}
+    for module, attrs in names.items():
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        found += [c for a in attrs if isinstance(c := getattr(mod, a, None), type) and issubclass(c, BaseException)]
+    return tuple(found)
+
+
+def offline_message(repo_id: str, repo_type: str = "dataset", what: str = "") -> str:
+    """What to do when the Hub cannot be reached and the cache does not hold what is needed."""
+    flag = "--repo-id" if repo_type == "dataset" else "--model"
+    return (
+        f"the Hugging Face Hub cannot be reached (no network, or HF_HUB_OFFLINE=1) and the local cache has "
+        f"no copy of {repo_type} repo '{repo_id}'{what}. Either run this command again where the Hub is "
+        "reachable (files are cached for later offline use), or download the repo elsewhere with "
+        f"`hf download {repo_id}{' --repo-type dataset' if repo_type == 'dataset' else ''} --local-dir DIR`, copy "
+        f"DIR here and pass it instead of {flag} ({'--source DIR' if repo_type == 'dataset' else '--model DIR'}), "
+        "or point HF_HUB_CACHE / --cache-dir at a cache that holds it"
+    )
+
+
 @contextlib.contextmanager
 def hub_errors(repo_id: str, repo_type: str = "dataset") -> Iterator[None]:
     """Translate huggingface_hub errors into messages for people (:class:`ILRMInputError`)."""
@@ -90,6 +126,7 @@ def hub_errors(repo_id: str, repo_type: str = "dataset") -> Iterator[None]:
         RevisionNotFoundError,
     )
 
+    offline = network_errors()
     try:
         yield
     except GatedRepoError as e:
@@ -101,13 +138,12 @@ def hub_errors(repo_id: str, repo_type: str = "dataset") -> Iterator[None]:
             f"{repo_type} repo '{repo_id}' was not found on the Hub, or it is private/gated and needs a token. "
             + access_message(repo_id, repo_type, e)
         ) from e
+    except LocalEntryNotFoundError as e:  # before EntryNotFoundError: it is a subclass
+        raise ILRMInputError(offline_message(repo_id, repo_type, f" ({e})")) from e
     except EntryNotFoundError as e:
         raise ILRMInputError(f"a file the protocol needs is not in '{repo_id}': {e}") from e
-    except LocalEntryNotFoundError as e:
-        raise ILRMInputError(
-            f"'{repo_id}' is not in the local Hugging Face cache and the Hub cannot be reached "
-            f"(HF_HUB_OFFLINE is set or there is no network): {e}"
-        ) from e
+    except offline as e:
+        raise ILRMInputError(offline_message(repo_id, repo_type, f" ({type(e).__name__}: {e})")) from e
     except HfHubHTTPError as e:
         if getattr(e.response, "status_code", None) in (401, 403):
             raise DatasetAccessError(access_message(repo_id, repo_type, e)) from e
@@ -142,19 +178,26 @@ def resolve_revision(
     revision = revision or "main"
     if COMMIT_RE.fullmatch(revision):
         return revision
+    ref = repo_cache_dir(repo_id, repo_type, cache_dir) / "refs" / revision
     if not hub_offline():
         from huggingface_hub import HfApi
 
         with hub_errors(repo_id, repo_type):
-            sha = HfApi(token=token).repo_info(repo_id, repo_type=repo_type, revision=revision).sha
+            try:
+                sha = HfApi(token=token).repo_info(repo_id, repo_type=repo_type, revision=revision).sha
+            except network_errors() as e:
+                if not ref.is_file():
+                    raise  # hub_errors says what to do
+                sha = None
+                logger.warning("the Hub cannot be reached (%s: %s); using the cached %s", type(e).__name__, e, ref)
         if sha:
             return sha
-    ref = repo_cache_dir(repo_id, repo_type, cache_dir) / "refs" / revision
     if ref.is_file():
         return ref.read_text().strip()
     raise ILRMInputError(
-        f"cannot resolve revision '{revision}' of '{repo_id}': the Hub is offline (HF_HUB_OFFLINE) and the "
-        f"cache has no {ref}; run once with network access or pass a commit sha"
+        f"cannot resolve revision '{revision}' of '{repo_id}' (HF_HUB_OFFLINE is set) and the cache has no {ref}: "
+        + offline_message(repo_id, repo_type)
+        + "; or pass --revision <commit sha> of a cached snapshot"
     )
 
 
@@ -200,7 +243,15 @@ def _write_manifest(bench: Benchmark, manifest: dict[str, Any], eval_home: str |
 
 
 def _list_files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and ".cache" not in p.parts)
+    """Files under ``root``, relative to it, without the ``.cache`` folders *inside* it (a ``local_dir``
+    download keeps huggingface_hub's metadata in ``<local_dir>/.cache``). Components above ``root``
+    do not count: the Hub cache itself lives under ``~/.cache``."""
+    out = []
+    for p in root.rglob("*"):
+        rel = p.relative_to(root)
+        if ".cache" not in rel.parts and p.is_file():
+            out.append(str(rel))
+    return sorted(out)
 
 
 def _protocol_scenes(bench: Benchmark, index_path: str | Path | None) -> list[str]:
@@ -417,14 +468,21 @@ def _fetch_re10k_parquet(
 
 
 def _hub_file_list(repo_id: str, sha: str, cache_dir: str | Path | None, token: Any) -> list[str]:
+    """The repo's files at ``sha``: asked from the Hub, or listed from the cached snapshot when the Hub
+    is offline or cannot be reached (then only the files fetched before are known)."""
+    snapshot = repo_cache_dir(repo_id, "dataset", cache_dir) / "snapshots" / sha
     if not hub_offline():
         from huggingface_hub import HfApi
 
         with hub_errors(repo_id):
-            return sorted(HfApi(token=token).list_repo_files(repo_id, repo_type="dataset", revision=sha))
-    snapshot = repo_cache_dir(repo_id, "dataset", cache_dir) / "snapshots" / sha
+            try:
+                return sorted(HfApi(token=token).list_repo_files(repo_id, repo_type="dataset", revision=sha))
+            except network_errors() as e:
+                if not snapshot.is_dir():
+                    raise
+                logger.warning("the Hub cannot be reached (%s); listing the cached snapshot %s", e, snapshot)
     if not snapshot.is_dir():
-        raise ILRMInputError(f"'{repo_id}' at {sha} is not in the Hub cache and HF_HUB_OFFLINE is set")
+        raise ILRMInputError(f"'{repo_id}' at {sha} is not in the Hub cache: " + offline_message(repo_id))
     return _list_files(snapshot)
 
 

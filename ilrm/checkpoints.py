@@ -9,9 +9,12 @@ read blocks' ``q`` rows and ``proj`` columns are permuted on load.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib
 import pickle
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,10 +132,19 @@ def read_checkpoint_file(path: str | Path, *, trust_pickle: bool = False) -> Any
     path = Path(path)
     if not path.is_file():
         raise ILRMInputError(f"checkpoint file not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise ILRMInputError(f"{path} is empty (0 bytes): the download or copy did not finish; fetch the file again")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        pass
+    except pickle.UnpicklingError as e:
+        if _unreadable(e):
+            raise ILRMInputError(_damaged_message(path, size, e)) from e
+    except (RuntimeError, EOFError, KeyError, ValueError, IndexError, OSError) as e:
+        # torch.load's errors for a file that is not a (complete) torch pickle: a truncated zip
+        # ("failed finding central directory"), an empty or cut legacy pickle (EOFError), text or
+        # other bytes read as pickle opcodes (KeyError / ValueError / IndexError).
+        raise ILRMInputError(_damaged_message(path, size, e)) from e
     if trust_pickle:
         return torch.load(path, map_location="cpu", weights_only=False)
     try:
@@ -142,6 +154,22 @@ def read_checkpoint_file(path: str | Path, *, trust_pickle: bool = False) -> Any
             f"{path} needs more than tensors to unpickle and the safe reader failed ({type(e).__name__}: {e}). "
             "If you trust the file's origin, pass trust_pickle=True (CLI: --trust-pickle)."
         ) from e
+
+
+def _unreadable(error: pickle.UnpicklingError) -> bool:
+    """True when ``weights_only`` failed on the bytes themselves, not on a class it refuses (the case
+    the restricted reader handles)."""
+    text = str(error)
+    return not any(marker in text for marker in ("Unsupported global", "Weights only load failed", "GLOBAL"))
+
+
+def _damaged_message(path: Path, size: int, error: BaseException) -> str:
+    return (
+        f"cannot read {path} ({size:,} bytes) as a PyTorch checkpoint: it is truncated, damaged or not a "
+        f"checkpoint at all ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no detail'}). "
+        "Download or copy it again and compare its size and sha256 with the source (the authors' release page "
+        "or `sha256sum`); pass our own checkpoint folders (config.json + model.safetensors) as folders"
+    )
 
 
 # ---- detection and mapping ----------------------------------------------------------------
@@ -187,6 +215,12 @@ def _config_for(kind: str, sd: dict[str, Tensor]) -> ILRMConfig:
     if tok is None:
         return cfg
     width = tok.shape[0]
+    if width % cfg.head_dim:
+        raise ILRMInputError(
+            f"the checkpoint's tokenizer has width {width}, which is not a multiple of the head size "
+            f"{cfg.head_dim}: no released iLRM has that shape, so the file is damaged or from another model. "
+            "Use the authors' released file (re10k_2view.ckpt / ilrm_undistort_dl3dv*.pt) unchanged"
+        )
     idx = [int(m.group(1)) for k in sd if (m := re.match(r"processor\.blocks\.(\d+)\.", k))]
     depth = max(idx) + 1 if idx else cfg.depth
     q = sd.get("processor.blocks.0.read_cross.q.weight")
@@ -276,7 +310,7 @@ def load_model(source: str | Path, *, revision: str | None = None, trust_pickle:
         cfg_file = path / "config.json"
         if not cfg_file.is_file():
             raise ILRMInputError(f"{path} has no config.json: not a checkpoint folder in our format")
-        arch = ILRMConfig.from_json(cfg_file).arch
+        arch = _read_config(cfg_file).arch
         return model_class(arch).from_pretrained(path).eval()
     if path.exists() or src.startswith((".", "/", "~")) or src.count("/") != 1:
         raise ILRMInputError(
@@ -285,9 +319,80 @@ def load_model(source: str | Path, *, revision: str | None = None, trust_pickle:
         )
     from huggingface_hub import hf_hub_download
 
-    cfg_path = hf_hub_download(src, "config.json", revision=revision, **hub_kwargs)
-    arch = ILRMConfig.from_json(cfg_path).arch
-    return model_class(arch).from_pretrained(src, revision=revision, **hub_kwargs).eval()
+    with hub_model_errors(src, revision):
+        cfg_path = hf_hub_download(src, "config.json", revision=revision, **hub_kwargs)
+        arch = _read_config(cfg_path, f"{src}'s config.json").arch
+        return model_class(arch).from_pretrained(src, revision=revision, **hub_kwargs).eval()
+
+
+def _read_config(path: str | Path, name: str | None = None) -> ILRMConfig:
+    """``config.json`` of a checkpoint, with a message that names the file and says what to do."""
+    name = name or str(path)
+    try:
+        return ILRMConfig.from_json(path)
+    except ILRMInputError as e:
+        raise ILRMInputError(
+            f"{name} is not a usable iLRM config: {e}. The model cannot be built from it (iLRM's width must be "
+            "a multiple of head_dim, 64 in every preset): restore the config.json saved with the weights, or "
+            "save the model again with save_pretrained / `python -m ilrm convert`"
+        ) from e
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:  # JSON syntax, unknown keys
+        raise ILRMInputError(
+            f"{name} cannot be read as an iLRM config ({type(e).__name__}: {e}): restore the config.json saved "
+            "with the weights, or save the model again"
+        ) from e
+
+
+def hub_offline_message(repo_id: str, detail: str = "") -> str:
+    """What to do when a Hub model is not in the local cache and the Hub cannot be reached."""
+    return (
+        f"model '{repo_id}' is not (completely) in the local Hugging Face cache and the Hub cannot be reached "
+        f"(no network, or HF_HUB_OFFLINE=1){detail}. Run once where the Hub is reachable (the files are cached "
+        f"for later offline use), or download it elsewhere with `hf download {repo_id} --local-dir DIR`, copy DIR "
+        "here and pass --model DIR, or point HF_HUB_CACHE at a cache that holds it"
+    )
+
+
+@contextlib.contextmanager
+def hub_model_errors(repo_id: str, revision: str | None = None) -> Iterator[None]:
+    """huggingface_hub's errors for a model repo id as :class:`ILRMInputError` messages."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    network: tuple[type[BaseException], ...] = (OfflineModeIsEnabled,)
+    for module, attrs in (("httpx2", ("ConnectError", "TimeoutException")), ("httpx", ("ConnectError", "TimeoutException")),
+                          ("requests", ("ConnectionError", "Timeout"))):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        network += tuple(c for a in attrs if isinstance(c := getattr(mod, a, None), type))
+    try:
+        yield
+    except GatedRepoError as e:
+        raise ILRMInputError(
+            f"model repo '{repo_id}' is gated: request access on https://huggingface.co/{repo_id} and set a token "
+            "(`export HF_TOKEN=hf_...` or `hf auth login`)"
+        ) from e
+    except RevisionNotFoundError as e:
+        raise ILRMInputError(f"revision {revision!r} does not exist in model repo '{repo_id}' (--revision)") from e
+    except RepositoryNotFoundError as e:
+        raise ILRMInputError(
+            f"model repo '{repo_id}' was not found on the Hub (or it is private: set HF_TOKEN); check the id, "
+            "or pass a local checkpoint folder"
+        ) from e
+    except LocalEntryNotFoundError as e:  # before EntryNotFoundError: it is a subclass
+        raise ILRMInputError(hub_offline_message(repo_id, f" ({e})")) from e
+    except EntryNotFoundError as e:
+        raise ILRMInputError(f"model repo '{repo_id}' has no config.json: not a checkpoint in our format ({e})") from e
+    except network as e:
+        raise ILRMInputError(hub_offline_message(repo_id, f" ({type(e).__name__}: {e})")) from e
 
 
 #: Where the repository keeps its shipped checkpoint, relative to the repository root. Only the

@@ -95,19 +95,37 @@ def load_weights(folder: str | Path | None = None, fetch: Callable[[str], str | 
             return str(p) if p.is_file() else None
 
     where = str(folder) if folder is not None else "the model repository"
+
+    def read(path: str, name: str) -> dict[str, Tensor]:
+        try:
+            return load_file(path, device="cpu")
+        except Exception as e:  # noqa: BLE001 - safetensors' SafetensorError, OSError, ...; never a bug here
+            size = Path(path).stat().st_size if Path(path).is_file() else 0
+            raise ILRMInputError(
+                f"{where}: {name} ({size:,} bytes) is not a readable safetensors file: it is truncated or damaged "
+                f"({type(e).__name__}: {e}). Download or copy the checkpoint again (a Hub download: delete it "
+                "from the cache or pass force_download=True), or save the model again"
+            ) from e
+
     index_path = fetch(INDEX_FILE)
     if index_path is None:
         single = fetch(SINGLE_FILE)
         if single is None:
             raise ILRMInputError(f"no {SINGLE_FILE} or {INDEX_FILE} in {where}")
-        return load_file(single, device="cpu")
-    index = json.loads(Path(index_path).read_text())
+        return read(single, SINGLE_FILE)
+    try:
+        index = json.loads(Path(index_path).read_text())
+        names = sorted(set(index["weight_map"].values()))
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
+        raise ILRMInputError(
+            f"{where}: {INDEX_FILE} is damaged ({type(e).__name__}: {e}); download or save the checkpoint again"
+        ) from e
     sd: dict[str, Tensor] = {}
-    for name in sorted(set(index["weight_map"].values())):
+    for name in names:
         path = fetch(name)
         if path is None:
             raise ILRMInputError(f"{where}: the index names {name}, which is missing; download the checkpoint again")
-        sd.update(load_file(path, device="cpu"))
+        sd.update(read(path, name))
     missing = set(index["weight_map"]) - set(sd)
     if missing:
         raise ILRMInputError(f"{where}: {len(missing)} tensors of the index are in no shard (e.g. {sorted(missing)[0]})")

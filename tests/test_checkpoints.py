@@ -238,3 +238,79 @@ def test_from_pretrained_offline_hub_cache(tmp_path):
         assert all(torch.equal(loaded[k], saved[k]) for k in saved), [k for k in saved if not torch.equal(loaded[k], saved[k])]
     local = ILRM.from_pretrained(tmp_path / "local")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), local.state_dict().values()))
+
+
+# ---- unreadable checkpoints: a message and exit 2 in both CLIs (issue 15, defect 6) ----------------
+
+
+def _broken_checkpoints(tmp: Path) -> dict[str, tuple[Path, str]]:
+    """name → (path, a phrase the message must hold), one per way a checkpoint arrives unreadable."""
+    good = tmp / "good.ckpt"
+    save_official(good, "main", official_state_dict("main", width=128, depth=2))
+    data = good.read_bytes()
+    out: dict[str, tuple[Path, str]] = {}
+    (tmp / "truncated.ckpt").write_bytes(data[: len(data) // 2])  # torch: RuntimeError (zip central directory)
+    out["truncated-ckpt"] = (tmp / "truncated.ckpt", "truncated, damaged")
+    (tmp / "empty.ckpt").write_bytes(b"")  # torch: EOFError
+    out["empty-file"] = (tmp / "empty.ckpt", "is empty")
+    (tmp / "text.ckpt").write_text("hello, this is not a checkpoint\n")  # torch: KeyError: 101
+    out["text-file"] = (tmp / "text.ckpt", "not a checkpoint")
+    folder = tmp / "ours"
+    ILRM(ILRMConfig.preset("tiny", depth=2)).save_pretrained(folder)
+    st = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(st[: len(st) // 2])  # safetensors: SafetensorError
+    out["truncated-safetensors"] = (folder, "not a readable safetensors file")
+    save_official(tmp / "width96.ckpt", "main", official_state_dict("main", width=96, depth=2))
+    out["width-not-multiple-of-64"] = (tmp / "width96.ckpt", "not a multiple of the head size 64")
+    return out
+
+
+@pytest.fixture(scope="module")
+def broken_checkpoints(tmp_path_factory):
+    return _broken_checkpoints(tmp_path_factory.mktemp("broken"))
+
+
+BROKEN = ["truncated-ckpt", "empty-file", "text-file", "truncated-safetensors", "width-not-multiple-of-64"]
+
+
+def _assert_clean_error(r: subprocess.CompletedProcess, phrase: str) -> None:
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "error: " in r.stderr and phrase in r.stderr, r.stderr[-2000:]
+    # every message says what to do
+    assert any(w in r.stderr for w in ("again", "Use the authors'", "restore")), r.stderr
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_unreadable_checkpoint_eval_cli_exit_2(broken_checkpoints, case, tmp_path):
+    path, phrase = broken_checkpoints[case]
+    r = subprocess.run(
+        [sys.executable, "-m", "eval", "run", "--benchmark", "procedural-2v", "--model", str(path),
+         "--out", str(tmp_path / "out"), "--device", "cpu", "--no-lpips", "--no-progress"],
+        capture_output=True, text=True, env=dict(os.environ, ILRM_LPIPS_FETCH="0"),
+    )
+    _assert_clean_error(r, phrase)
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_unreadable_checkpoint_reconstruct_cli_exit_2(broken_checkpoints, case, tmp_path):
+    path, phrase = broken_checkpoints[case]
+    (tmp_path / "scene").mkdir()
+    r = subprocess.run(
+        [sys.executable, "-m", "ilrm", "reconstruct", str(tmp_path / "scene"), "--out", str(tmp_path / "out"),
+         "--model", str(path), "--device", "cpu"],
+        capture_output=True, text=True,
+    )
+    _assert_clean_error(r, phrase)
+
+
+def test_config_width_not_multiple_of_64_says_what_to_do(tmp_path):
+    import json
+
+    ILRM(ILRMConfig.preset("tiny", depth=2)).save_pretrained(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**cfg, "width": 96}))
+    from ilrm.checkpoints import load_model
+
+    with pytest.raises(ILRMInputError, match="restore the config.json"):
+        load_model(tmp_path / "m")

@@ -138,7 +138,11 @@ class GaussianLRM(nn.Module):
             sd = load_weights(model_id)
         else:
             from huggingface_hub import hf_hub_download
-            from huggingface_hub.errors import EntryNotFoundError
+            from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+            from ..errors import ILRMInputError
+
+            not_cached: list[str] = []  # absent from the cache while the Hub cannot be reached: unknown
 
             def fetch(name: str) -> str | None:
                 try:
@@ -146,10 +150,20 @@ class GaussianLRM(nn.Module):
                         model_id, name, revision=revision, cache_dir=cache_dir, force_download=force_download,
                         token=token, local_files_only=local_files_only,
                     )
-                except EntryNotFoundError:
+                except LocalEntryNotFoundError:  # a subclass of EntryNotFoundError: test it first
+                    not_cached.append(name)
+                    return None
+                except EntryNotFoundError:  # the Hub says the file does not exist
                     return None
 
-            sd = load_weights(fetch=fetch)
+            try:
+                sd = load_weights(fetch=fetch)
+            except ILRMInputError as e:
+                if not not_cached:
+                    raise
+                from ..checkpoints import hub_offline_message
+
+                raise ILRMInputError(hub_offline_message(model_id, f" (not cached: {', '.join(not_cached)})")) from e
         return load_into(model, sd).to(map_location).eval()
 
 
