@@ -24,6 +24,7 @@ from ilrm.errors import ILRMInputError
 from .methods import Method
 from .metrics import LPIPS_NA
 from .protocols import Benchmark, SceneSource, is_incomplete
+from .stats import metric_intervals
 
 #: Per-image PSNR of exact copies (+inf) counts as this in means (see eval.runner.evaluate_scene).
 PSNR_CAP = 100.0
@@ -241,6 +242,7 @@ def write_results(
             "lpips": lpips_mean,
             "lpips_reason": lpips_reason if lpips_mean == LPIPS_NA else None,
             "averaging": "per image -> per scene mean -> mean over scenes",
+            "intervals": metric_intervals(ok),  # bootstrap 95 % over scenes
         },
         "scenes": {
             "evaluated": len(ok),
