@@ -114,6 +114,9 @@ def iter_render_video(
 
     if render_fn is None:
         from .rendering import render as render_fn
+
+        # no backend asked for: the fastest for where the Gaussians are (on a CPU: the compiled kernel)
+        render_kwargs.setdefault("backend", render_backend(gaussians.means.device))
     if c2w_path.ndim != 3 or c2w_path.shape[1:] != (4, 4) or c2w_path.shape[0] < 1:
         raise ILRMInputError(f"c2w_path must have shape (F ≥ 1, 4, 4), got {tuple(c2w_path.shape)}")
     if K.shape != (3, 3):
@@ -169,7 +172,14 @@ def iter_render_video(
 
 
 def render_backend(device: torch.device) -> str:
-    """gsplat on CUDA when it imports, else our pure-torch rasterizer (also on CUDA)."""
+    """gsplat on CUDA when it imports, else our pure-torch rasterizer (also on CUDA); on a CPU the
+    compiled fast rasterizer (:mod:`ilrm.rendering.cpu_fast`, same rules, > 100 dB PSNR from the reference,
+    ~12× faster on 2 cores; see docs/results/cpu_video.md) when it builds here, else the torch reference."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        from .rendering.cpu_fast import available
+
+        return "cpu_fast" if available() else "torch"
     if device.type != "cuda":
         return "torch"
     from .rendering.gsplat_backend import gsplat_available

@@ -4,9 +4,12 @@ Two backends with the same conventions (gsplat 1.5.3, classic 3DGS):
 
 * ``"gsplat"``: ``gsplat.rasterization`` (CUDA tensors only) — fast, used for training and evaluation;
 * ``"torch"``: the pure-PyTorch reference in :mod:`ilrm.rendering.reference` — runs on CPU (tests,
-  CPU inference) and on CUDA (parity checks).
+  CPU inference) and on CUDA (parity checks);
+* ``"cpu_fast"``: :mod:`ilrm.rendering.cpu_fast`, the reference's rules in a compiled C++ kernel
+  (built on first use), CPU tensors only, no gradients — for videos and previews on a CPU.
 
-``backend="auto"`` picks gsplat for CUDA tensors and the reference otherwise.
+``backend="auto"`` picks gsplat for CUDA tensors and the exact reference otherwise (``ilrm.video``
+asks for ``"cpu_fast"`` on a CPU when it builds).
 
 API::
 
@@ -31,7 +34,7 @@ from ..gaussians import Gaussians
 from .gsplat_backend import gsplat_available, rasterize_gsplat
 from .reference import rasterize_reference
 
-BACKENDS = ("auto", "gsplat", "torch")
+BACKENDS = ("auto", "gsplat", "torch", "cpu_fast")
 WHITE = (1.0, 1.0, 1.0)
 
 BackgroundLike = Tensor | Sequence[float] | float | None
@@ -62,6 +65,13 @@ def resolve_backend(backend: str, device: torch.device) -> str:
             "backend='gsplat' needs CUDA tensors (gsplat has no CPU path); move the Gaussians and cameras "
             "to a GPU or use backend='torch'/'auto'"
         )
+    if backend == "cpu_fast" and device.type != "cpu":
+        raise ILRMInputError("backend='cpu_fast' needs CPU tensors; use backend='auto' on a GPU")
+    if backend == "cpu_fast":
+        from .cpu_fast import available, unavailable_reason
+
+        if not available():
+            raise ILRMInputError(f"backend='cpu_fast' is not available here ({unavailable_reason()}); use 'torch'")
     return backend
 
 
@@ -130,7 +140,8 @@ def render(
     (B, V, 3); default white; None renders premultiplied colour over black.
     near / far: Gaussians whose camera-space depth z is outside [near, far] are dropped.
     sh_degree: SH degree to evaluate (default: all the coefficients the Gaussians have).
-    backend: "auto" (gsplat for CUDA tensors, torch otherwise), "gsplat" or "torch".
+    backend: "auto" (gsplat for CUDA tensors, torch otherwise), "gsplat", "torch" or "cpu_fast" (CPU,
+    no gradients).
 
     Returns images (B, V, 3, H, W) (differentiable), or a :class:`RenderOutput` with depth
     (B, V, 1, H, W) / alpha (B, V, 1, H, W) when ``return_depth`` or ``return_alpha`` is set
@@ -166,7 +177,10 @@ def render(
     K = K.to(device=device, dtype=dtype)
     viewmats = torch.linalg.inv(c2w.to(device=device, dtype=dtype))
     bg = _background(background, B, V, device, dtype)
-    fn = rasterize_gsplat if name == "gsplat" else rasterize_reference
+    if name == "cpu_fast":
+        from .cpu_fast import rasterize_cpu_fast as fn
+    else:
+        fn = rasterize_gsplat if name == "gsplat" else rasterize_reference
     # Mixed precision from a surrounding autocast region would break both rasterizers' numerics.
     with torch.autocast(device_type=device.type, enabled=False):
         colors, depth, alpha = fn(
