@@ -26,8 +26,16 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from demo.models import EXAMPLES_DIR, ModelStore, default_model_specs, describe_model
-from demo.pipeline import ReconstructionResult, VideoSettings, default_video_settings, reconstruct_iter, run_model
+from demo.models import EXAMPLES_DIR, ModelStore, default_model_specs, describe_model, model_quality_markdown
+from demo.pipeline import (
+    ReconstructionResult,
+    VideoSettings,
+    default_video_settings,
+    gpu_forward_duration,
+    gpu_video_duration,
+    reconstruct_iter,
+    run_model,
+)
 from demo.sessions import SessionFolders
 from ilrm.cameras import Views
 from ilrm.errors import ILRMInputError
@@ -115,8 +123,9 @@ BUSY_MESSAGE = (
 )
 
 
-def gpu(duration: int) -> Callable:
-    """``@spaces.GPU(duration=...)`` on ZeroGPU; a no-op decorator elsewhere."""
+def gpu(duration: int | Callable[..., int]) -> Callable:
+    """``@spaces.GPU(duration=...)`` on ZeroGPU (a number of seconds, or a function of the GPU function's
+    arguments: the visitor's quota is checked against what is requested); a no-op decorator elsewhere."""
     if spaces is None:
         return lambda fn: fn
     return spaces.GPU(duration=duration)
@@ -130,14 +139,14 @@ def gpu(duration: int) -> Callable:
 _STORES: dict[int, ModelStore] = {}
 
 
-@gpu(duration=60)
+@gpu(duration=gpu_forward_duration)
 def gpu_forward(store_id: int, key: str, views: Views) -> Gaussians:
     """Model forward on the best device; CPU Gaussians out."""
     model, _ = _STORES[store_id].get(key)
     return run_model(model, views)
 
 
-@gpu(duration=120)
+@gpu(duration=gpu_video_duration)
 def gpu_video(gaussians: Gaussians, views: Views, path: str | Path, **kwargs) -> Iterator[VideoEvent]:
     """Fly-through video on the best device (gsplat on CUDA when installed, else our torch rasterizer).
 
@@ -195,6 +204,7 @@ def make_handler(
         run_dir: str | None,
         request: gr.Request,
         progress=gr.Progress(),  # noqa: B008 - Gradio injects its tracker through this default
+        hold_out: bool = False,
     ) -> Iterator[tuple]:
         session = getattr(request, "session_hash", None) if request is not None else session_key
         shown = False  # whether results are on screen (an error then only adds to the report)
@@ -207,7 +217,7 @@ def make_handler(
             camera_paths = _paths(camera_files)
             key = model_key or store.default_key
             progress(0.0, desc="Loading the model")
-            model, spec = store.get(key)
+            model, spec, choice = store.get_for(key, len(image_paths))
             dev = pick_device()
             if dev.type == "cpu" and model.config.width >= 512:
                 gr.Warning("This model is large and runs on the CPU here: expect a minute or more.", duration=8)
@@ -222,7 +232,7 @@ def make_handler(
             def forward(m, views):
                 pose_stage.close()  # cameras are known: the next visitor may estimate theirs
                 with gates.forward.enter(lambda: progress(0.4, desc="Waiting for the model")):
-                    return gpu_forward(store_id, key, views)
+                    return gpu_forward(store_id, spec.key, views)
 
             def video_fn(*args, **kwargs):
                 with gates.video.enter(lambda: progress(0.7, desc="Waiting for the video renderer")):
@@ -240,6 +250,8 @@ def make_handler(
                 progress=lambda f, d: progress(f, desc=d),
                 forward_fn=forward,
                 video_fn=video_fn,
+                hold_out=bool(hold_out),
+                model_reason=choice.reason,
             )
             for result in steps:
                 if not shown:
@@ -285,10 +297,11 @@ def _error(message: str, title: str, shown: bool, report: str) -> ReportedError:
 def with_report_on_error(handler: Callable[..., Iterator[tuple]]) -> Callable[..., Iterator[tuple]]:
     """``handler`` for the page: on an error, the report shows the message too (then the modal opens)."""
 
-    def run(images, camera_files, model_key, fov_deg, make_video, run_dir, request: gr.Request,
+    def run(images, camera_files, model_key, fov_deg, make_video, run_dir, hold_out=False, request: gr.Request = None,
             progress=gr.Progress()):  # noqa: B008
         try:
-            yield from handler(images, camera_files, model_key, fov_deg, make_video, run_dir, request, progress)
+            yield from handler(images, camera_files, model_key, fov_deg, make_video, run_dir, request, progress,
+                               hold_out=bool(hold_out))
         except ReportedError as e:
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), e.report, gr.skip()
             raise
@@ -377,6 +390,8 @@ def build_demo(
                     elem_id="ilrm-cameras",
                 )
                 model = gr.Dropdown(choices=store.choices(), value=store.default_key, label="Model", interactive=True)
+                with gr.Accordion("How good is each model?", open=False):
+                    gr.Markdown(model_quality_markdown(store))
                 fov = gr.Slider(
                     20,
                     120,
@@ -386,6 +401,10 @@ def build_demo(
                     info="Only for photos without a camera file and without EXIF focal length.",
                 )
                 make_video = gr.Checkbox(value=True, label="Render a fly-through video")
+                hold_out = gr.Checkbox(
+                    value=False, label="Hold out one photo and score it (PSNR / SSIM)",
+                    info="The middle photo is not given to the model; its render is compared with it. Needs 3+ photos.",
+                )
                 run = gr.Button("Reconstruct", variant="primary")
             with gr.Column(scale=2):
                 preview = gr.Model3D(label="3D preview (drag to orbit, scroll to zoom)", height=480)
@@ -398,7 +417,7 @@ def build_demo(
         outputs = [preview, video_out, ply_out, splat_out, info]
         run.click(
             with_report_on_error(handler),
-            inputs=[images, cameras, model, fov, make_video, run_state],
+            inputs=[images, cameras, model, fov, make_video, run_state, hold_out],
             outputs=[*outputs, run_state],
             api_name=API_NAME,
             api_description="Photos (+ optional camera file) → preview .ply, fly-through .mp4, full .ply, .splat, report",
