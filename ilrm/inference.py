@@ -66,6 +66,9 @@ def compile_blocks(model: nn.Module, **compile_kwargs) -> nn.Module:
     """``torch.compile`` each transformer block in place (attention itself stays outside the
     compiled graphs, see ``ilrm.models.layers.attention``); norms, residuals and GELU get fused.
     Use with the fast paths off: the compiler fuses the q/k RMSNorm itself."""
+    from .models.layers import keep_attention_out_of_compile
+
+    keep_attention_out_of_compile()
     for blk in model.blocks:
         blk.compile(**compile_kwargs)
     return model

@@ -32,7 +32,6 @@ def set_attention_policy(long: str | None = "cudnn", short: str | None = None, t
     _attention_policy.update(long=long, short=short, threshold=threshold)
 
 
-@torch.compiler.disable  # compiled blocks (ilrm.inference.compile_blocks) keep our backend choice
 def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """Scaled dot-product attention on (B, heads, L, d) tensors with the configured backend order."""
     if q.is_cuda:
@@ -86,11 +85,24 @@ def fused_norm_pays(rows: int) -> bool:
     return rows >= FUSED_NORM_MIN_ROWS or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
 
 
+_kept_out_of_compile = False
+
+
+def keep_attention_out_of_compile() -> None:
+    """Exclude :func:`attention` (our backend choice) and the fast path (Triton + cuDNN-frontend calls)
+    from ``torch.compile`` graphs; compiled blocks fuse what is around them. Called by
+    :func:`ilrm.inference.compile_blocks`, not at import: ``torch.compiler.disable`` imports torch._dynamo,
+    which pulls in triton (seconds, and it fails to import in some minimal Python installs)."""
+    global attention, _fast_attend, _kept_out_of_compile
+    if not _kept_out_of_compile:
+        attention, _fast_attend = torch.compiler.disable(attention), torch.compiler.disable(_fast_attend)
+        _kept_out_of_compile = True
+
+
 def _needs_grad(*ts: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in ts)
 
 
-@torch.compiler.disable  # Triton + cuDNN-frontend calls; compiled blocks fuse what is around them
 def _fast_attend(q: Tensor, k: Tensor, v: Tensor, q_norm: "HeadRMSNorm", k_norm: "HeadRMSNorm") -> Tensor:
     from . import fast_kernels as fk
 
