@@ -368,9 +368,12 @@ def _run(opts: RunOptions, dist_info: DistInfo) -> RunResult | None:
     elif not lpips_metric.available:
         lpips_reason = lpips_metric.reason
     partial = opts.limit is not None or only is not None
+    env = environment(device, dtype_name, dist_info.world_size)
+    # which LPIPS backbone scored (torchvision's VGG16 or the offline port) and its tensors' content hash
+    env["lpips_backbone"] = lpips_metric.identity() if lpips_metric is not None else {"available": False,
+                                                                                      "reason": lpips_reason}
     result = write_results(
-        out, bench, method, source, fetch_manifest,
-        environment(device, dtype_name, dist_info.world_size), lpips_reason, wall,
+        out, bench, method, source, fetch_manifest, env, lpips_reason, wall,
         protocol_check={"standard": not violations, "violations": violations,
                         "note": "a run that is not the published protocol is labelled "
                         f"'{bench.name}[custom]' and never listed beside the published rows"},

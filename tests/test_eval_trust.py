@@ -317,6 +317,8 @@ def test_summary_names_data_hashes_weights_and_versions(data, checkpoint, tmp_pa
         assert lib in env["versions"], lib
     assert env["versions"]["numpy"] == np.__version__
     assert "gpu_name" in env and "git_commit_source" in env
+    backbone = env["lpips_backbone"]  # which LPIPS backbone ran, or why none did
+    assert backbone.get("content_sha256") if backbone.get("available") else backbone.get("reason")
 
 
 def test_hub_cache_files_are_named_by_their_etag(tmp_path):
