@@ -65,10 +65,10 @@ def write_chunks(split_dir: Path, records: list[dict], per_chunk: int = 2) -> di
     return index
 
 
-def hub_cache(cache: Path, repo_id: str, src: Path, sha: str = SHA) -> Path:
+def hub_cache(cache: Path, repo_id: str, src: Path, sha: str = SHA, repo_type: str = "dataset") -> Path:
     """Put the files under ``src`` into a Hugging Face cache layout (blobs + snapshot symlinks +
     refs/main) as huggingface_hub would have downloaded them. Returns the snapshot folder."""
-    base = cache / f"datasets--{repo_id.replace('/', '--')}"
+    base = cache / f"{repo_type}s--{repo_id.replace('/', '--')}"
     snapshot = base / "snapshots" / sha
     (base / "blobs").mkdir(parents=True, exist_ok=True)
     for f in sorted(p for p in src.rglob("*") if p.is_file()):

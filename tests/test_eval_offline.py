@@ -8,7 +8,6 @@ error comes from a real refused connection.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -24,6 +23,7 @@ from ilrm.checkpoints import load_model
 from ilrm.errors import ILRMInputError
 
 from .fixtures_data import make_re10k_record, write_evaluation_index
+from .test_eval_harness import hub_cache
 
 REPO = Path(__file__).resolve().parents[1]
 SHA = "89abcdef0123456789abcdef0123456789abcdef"
@@ -46,23 +46,6 @@ def _write_chunks(split_dir: Path, keys: list[str]) -> None:
     (split_dir / "index.json").write_text(json.dumps(index))
 
 
-def _hub_cache(cache: Path, repo_id: str, src: Path, sha: str = SHA, repo_type: str = "dataset") -> Path:
-    """huggingface_hub's cache layout: blobs + snapshots/<sha>/ symlinks + refs/main."""
-    base = cache / f"{repo_type}s--{repo_id.replace('/', '--')}"
-    snapshot = base / "snapshots" / sha
-    (base / "blobs").mkdir(parents=True, exist_ok=True)
-    for f in sorted(p for p in src.rglob("*") if p.is_file()):
-        data = f.read_bytes()
-        blob = base / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.write_bytes(data)
-        link = snapshot / f.relative_to(src)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
-    (base / "refs").mkdir(exist_ok=True)
-    (base / "refs" / "main").write_text(sha)
-    return snapshot
-
-
 @pytest.fixture(scope="module")
 def re10k(tmp_path_factory):
     root = tmp_path_factory.mktemp("re10k_offline")
@@ -78,7 +61,7 @@ def no_network(monkeypatch):
     from huggingface_hub import constants
     from huggingface_hub.utils import _http
 
-    httpx = getattr(_http, "httpx2", None) or getattr(_http, "httpx")
+    httpx = getattr(_http, "httpx2", None) or _http.httpx
     calls: list[str] = []
 
     def refuse(request):
@@ -114,18 +97,16 @@ def test_source_folder_under_a_dot_cache_path(re10k, tmp_path):
 def test_offline_message_is_reachable():
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-    with pytest.raises(ILRMInputError, match="cannot be reached") as info:
-        with hub_errors("someone/mirror"):
-            raise LocalEntryNotFoundError("Cannot find the requested files in the disk cache")
+    with pytest.raises(ILRMInputError, match="cannot be reached") as info, hub_errors("someone/mirror"):
+        raise LocalEntryNotFoundError("Cannot find the requested files in the disk cache")
     assert "hf download someone/mirror" in str(info.value)
-    with pytest.raises(ILRMInputError, match="a file the protocol needs is not in"):
-        with hub_errors("someone/mirror"):
-            raise EntryNotFoundError("404")
+    with pytest.raises(ILRMInputError, match="a file the protocol needs is not in"), hub_errors("someone/mirror"):
+        raise EntryNotFoundError("404")
 
 
 def test_fetch_without_network_uses_the_cached_refs(re10k, tmp_path, no_network):
     cache = tmp_path / "hub"
-    snapshot = _hub_cache(cache, "someone/re10k-mirror", re10k["data"])
+    snapshot = hub_cache(cache, "someone/re10k-mirror", re10k["data"], sha=SHA)
     res = fetch("re10k", repo_id="someone/re10k-mirror", cache_dir=cache, eval_home=tmp_path / "home",
                 index_path=re10k["index"])
     assert no_network  # the Hub was asked, and could not be reached
@@ -145,7 +126,7 @@ def test_fetch_without_network_or_cache_says_what_to_do(re10k, tmp_path, no_netw
 def test_fetch_cli_without_network_real_refused_connection(re10k, tmp_path):
     """The CLI, HF_HUB_OFFLINE unset, the Hub endpoint a closed local port (a real ConnectError)."""
     cache = tmp_path / "hub"
-    _hub_cache(cache, "someone/re10k-mirror", re10k["data"])
+    hub_cache(cache, "someone/re10k-mirror", re10k["data"], sha=SHA)
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HTTP_PROXY", "HTTPS_PROXY",
                                                             "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")}
     env.update(HF_ENDPOINT="http://127.0.0.1:9", NO_PROXY="*", PYTHONPATH=str(REPO))
@@ -169,7 +150,7 @@ def _cached_model(cache: Path, repo_id: str, tmp: Path, max_bytes: int | None = 
         from ilrm.weight_files import save_weights
 
         save_weights(model, folder, max_bytes=max_bytes)
-    _hub_cache(cache, repo_id, folder, repo_type="model")
+    hub_cache(cache, repo_id, folder, sha=SHA, repo_type="model")
     return model
 
 

@@ -25,6 +25,7 @@ from eval.runner import RunOptions, run
 from ilrm.errors import ILRMInputError
 
 from .fixtures_data import make_re10k_record, write_dl3dv_index, write_evaluation_index, write_opencv_scene
+from .test_eval_harness import write_chunks
 
 SIZE = (32, 32)
 KEYS = [f"s{i}" for i in range(5)]
@@ -33,16 +34,6 @@ KEYS = [f"s{i}" for i in range(5)]
 @pytest.fixture(autouse=True)
 def _no_lpips_download(monkeypatch):
     monkeypatch.setenv("ILRM_LPIPS_FETCH", "0")
-
-
-def write_chunks(split_dir: Path, records: list[dict], per_chunk: int = 2) -> None:
-    split_dir.mkdir(parents=True, exist_ok=True)
-    index = {}
-    for start in range(0, len(records), per_chunk):
-        name = f"{start // per_chunk:06d}.torch"
-        torch.save(records[start : start + per_chunk], split_dir / name)
-        index.update({r["key"]: name for r in records[start : start + per_chunk]})
-    (split_dir / "index.json").write_text(json.dumps(index))
 
 
 def make_data(root: Path, *, short: str | None = None, frames: int = 10) -> Path:
