@@ -13,8 +13,10 @@ Layouts
   quaternion mapped by ``q·128 + 128``), sorted by decreasing ``scale product × opacity``.
 * ``.ply`` files are parsed and written by plyfile (any property order, endianness, ascii); this
   module adds the 3DGS layout and the error messages around it.
-* A preview ``.ply`` for Gradio's ``Model3D`` (``preview_ply``): same property names but DC only,
-  re-centred and scaled to a ~1–2 unit bulk, near-transparent Gaussians dropped, size capped.
+* A preview ``.ply`` for Gradio's ``Model3D`` (``preview_ply``): same property names but DC only
+  (baked from all SH as seen from the preview camera, clamped to [0, 1]), moved so that the viewer's
+  fixed default camera looks through the given input camera, near-transparent Gaussians dropped,
+  size capped.
 
 All writers take one scene of a (B, N, ...) batch (``batch_index``) and return the number written.
 """
@@ -37,6 +39,8 @@ __all__ = [
     "load_ply",
     "load_splat",
     "preview_ply",
+    "viewer_camera",
+    "viewer_focal_scale",
     "prune",
     "save_ply",
     "save_splat",
@@ -269,6 +273,77 @@ def load_splat(path: str | Path) -> Gaussians:
 
 
 # ---- preview for Gradio's Model3D ---------------------------------------------------------
+#
+# Gradio 6's Model3D draws .ply/.splat files with gsplat.js (templates/frontend/assets/Canvas3DGS-*.js).
+# Its default view, which ``camera_position`` does not change for splats:
+#   * Camera: pinhole, fx = fy = 1132 canvas pixels whatever the canvas size (so the field of view
+#     grows with the canvas), principal point at the canvas centre, near 0.1, far 100; camera axes
+#     x right, y down, z forward (OpenCV), view matrix Rᵀ(x − eye).
+#   * OrbitControls(camera, canvas) with alpha = beta = 0.5 rad, radius 5, target (0, 0, 0): the eye
+#     is target + 5·(sin α cos β, −sin β, −cos α cos β), looking at the target, rotation
+#     Ry(yaw)·Rx(pitch) with yaw = atan2(t_x, t_z), pitch = asin(−t_y), t the unit view direction.
+#   * Per-splat colour = clamp((0.5 + SH_C0·f_dc)·255) to 8 bits, f_rest ignored; the covariance goes
+#     through half floats; splats whose centre projects beyond 1.2× the canvas are skipped.
+VIEWER_FOCAL_PX = 1132.0
+VIEWER_ORBIT = (0.5, 0.5, 5.0)  # alpha, beta (rad), radius
+VIEWER_NEAR, VIEWER_FAR = 0.1, 100.0
+# The demo's canvas (gr.Model3D(height=480) in its column), CSS pixels (width, height), as measured
+# in Chromium (the block's 1 px border takes the rest).
+DEFAULT_CANVAS = (638, 478)
+
+
+def viewer_camera() -> np.ndarray:
+    """The Model3D splat viewer's default camera as a (4, 4) float64 camera→world (OpenCV axes)."""
+    a, b, r = VIEWER_ORBIT
+    eye = r * np.array([math.sin(a) * math.cos(b), -math.sin(b), -math.cos(a) * math.cos(b)])
+    t = -eye / np.linalg.norm(eye)
+    pitch, yaw = math.asin(-t[1]), math.atan2(t[0], t[2])
+    cp, sp, cy, sy = math.cos(pitch), math.sin(pitch), math.cos(yaw), math.sin(yaw)
+    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    c2w = np.eye(4)
+    c2w[:3, :3] = ry @ rx
+    c2w[:3, 3] = eye
+    return c2w
+
+
+def viewer_focal_scale(intrinsics: Tensor | np.ndarray, image_size: tuple[int, int],
+                       canvas: tuple[int, int] = DEFAULT_CANVAS) -> float:
+    """Depth stretch k that makes the viewer's fixed focal length show the photo's field of view.
+
+    Scaling camera-space z by k turns a projection with focal f_v into one with f_v / k. The photo
+    (``image_size`` = (H, W), ``intrinsics`` fx, fy in its pixels) is fitted to cover the canvas
+    ((width, height) CSS pixels) the way the app shows images: scaled by max(cw / W, ch / H), centre
+    cropped; so k = f_v / (f_photo · max(cw / W, ch / H)), using the mean of fx and fy.
+    """
+    K = np.asarray(intrinsics, dtype=np.float64).reshape(3, 3)
+    h, w = image_size
+    cover = max(canvas[0] / w, canvas[1] / h)
+    return VIEWER_FOCAL_PX / (0.5 * (K[0, 0] + K[1, 1]) * cover)
+
+
+# gsplat.js packs 4·Σ (half floats) and draws each splat with a quarter of the 2-D variance it reads
+# (its quad spans ±2·sqrt(2λ) in NDC units, i.e. ±sqrt(2λ) pixels, for exp(−|p|²): σ²_drawn = λ / 4), so
+# the footprint is right, but the 0.3 px² it adds before the quarter is worth 0.075 px² where our
+# rasterizer adds 0.3 (INRIA's dilation). The missing 0.225 px² is added in 3-D, isotropically, as
+# 0.225·(z / 1132)² at each Gaussian's depth z for the viewer: drawn = Σ₂D + 0.225 + 0.075.
+# (Checked by running the viewer's own pack() WebAssembly under node: covariance entries = 4·Σ.)
+# The viewer also fades the scene in at load (FadeInPass: depthFade += 0.01 per drawn frame, splats
+# shrunk by their depth until it reaches 1), so "at load" means after ~100 frames: under a software
+# GL (headless Chromium, SwiftShader) that is tens of seconds, during which far splats are thin and
+# see-through. The file's order does not matter: the viewer sorts by depth itself (front to back).
+VIEWER_MISSING_DILATION_PX2 = 0.3 - 0.3 / 4
+
+
+def _preview_covariances(quats: Tensor, scales: Tensor, A: Tensor, extra_var: Tensor) -> tuple[Tensor, Tensor]:
+    """(w, x, y, z) rotations and scales of Σ' = A Σ Aᵀ + extra_var·I for each Gaussian (float64)."""
+    from ilrm.gaussians import quat_to_rotmat, rotmat_to_quat
+
+    M = A @ quat_to_rotmat(quats) * scales[..., None, :]  # (N, 3, 3): A R diag(s)
+    cov = M @ M.transpose(1, 2) + extra_var[:, None, None] * torch.eye(3, dtype=M.dtype)
+    evals, U = torch.linalg.eigh(cov)
+    U = torch.where(torch.linalg.det(U)[:, None, None] < 0, U * torch.tensor([1.0, 1.0, -1.0], dtype=U.dtype), U)
+    return torch.nn.functional.normalize(rotmat_to_quat(U), dim=-1), evals.clamp_min(0).sqrt()
 
 
 def preview_ply(
@@ -279,22 +354,47 @@ def preview_ply(
     target_extent: float = 1.5,
     *,
     batch_index: int = 0,
+    camera: Tensor | None = None,
+    intrinsics: Tensor | None = None,
+    image_size: tuple[int, int] | None = None,
+    canvas: tuple[int, int] = DEFAULT_CANVAS,
     rotation: Tensor | None = None,
     seed: int = 0,
 ) -> dict:
-    """Write a small, re-centred ``.ply`` that Gradio's ``Model3D`` splat viewer displays well.
+    """Write a ``.ply`` that Gradio's ``Model3D`` splat viewer opens looking through ``camera``.
 
-    The viewer only reads binary little-endian files whose single element is ``vertex`` with float
-    properties, ignores ``f_rest_*`` and orbits the origin at radius 5, so the file keeps DC colour
-    only, is centred on the median of the kept means and scaled uniformly so that 90 % of them lie
-    within ``target_extent / 2`` of the origin. Gaussians below ``min_opacity`` (or non-finite) are
-    dropped, then a deterministic random subset (``seed``) of at most ``max_gaussians`` is kept.
-    ``rotation``: optional (3, 3) world→preview rotation applied after centring (e.g. the transpose
-    of the mean input camera's rotation, so the preview is seen the way the photos were taken).
+    The viewer (gsplat.js, see the notes above :data:`VIEWER_FOCAL_PX`) only reads binary
+    little-endian files whose single element is ``vertex`` with float properties and ignores
+    ``f_rest_*``; its default camera cannot be moved from Python, so the Gaussians are moved instead.
 
-    Returns {"path", "num_input", "num_pruned", "num_subsampled", "num_written", "center" (3,),
-    "scale", "transform" (4×4 list mapping world points to preview points: ``scale·R·(x − center)``)}.
+    With ``camera`` ((4, 4) camera→world, OpenCV axes, in the Gaussians' frame; the app passes the
+    first input camera) and its ``intrinsics`` ((3, 3) pixels) for an image of ``image_size`` (H, W):
+    a point x goes to ``V · D · s · C⁻¹ x`` where C⁻¹ is the camera's world→camera map, s a uniform
+    scale putting the median depth of the kept Gaussians at the orbit radius (5, where the viewer
+    orbits), D = diag(1, 1, k) a stretch of camera depth by :func:`viewer_focal_scale` (so the
+    viewer's fixed focal length shows the photo's field of view on a ``canvas`` of (width, height)
+    CSS pixels), and V the viewer's camera→world (:func:`viewer_camera`). The viewer's camera then
+    sees exactly what the photo's camera sees (same projection, same 2-D splat footprints).
+    Gaussians behind the camera (z ≤ 1 % of the median depth) are dropped. Each covariance gets an
+    isotropic ``0.225·(z/1132)²`` (z its depth for the viewer), so that the viewer's drawn
+    footprint and dilation match ours (:data:`VIEWER_MISSING_DILATION_PX2`).
+    Without ``camera`` (the previous behaviour) the scene is centred on the median of the kept means
+    (the orbit target), scaled so 90 % of them lie within ``target_extent / 2`` of it and rotated by
+    ``rotation`` ((3, 3), default identity): ``scale·R·(x − centre)``.
+
+    Colours are baked: DC = the SH colour seen from the camera's centre (all SH degrees, along each
+    Gaussian's viewing ray; the scene centre's direction without ``camera``), clamped to [0, 1],
+    because the viewer clamps each splat's 8-bit colour and ignores f_rest. Gaussians below
+    ``min_opacity`` (or non-finite) are dropped, then a deterministic random subset (``seed``) of at
+    most ``max_gaussians`` is kept.
+
+    Returns {"path", "num_input", "num_pruned", "num_behind", "num_subsampled", "num_written",
+    "scale" (s), "depth_stretch" (k), "transform" (4×4 list: the affine map of world points to preview
+    points, ``V·D·s·C⁻¹``, or ``s·[R | −R·centre]`` without camera), "center" (3,; the camera centre
+    or the median)}.
     """
+    from ilrm.rendering.reference import sh_to_rgb
+
     g = _scene(gaussians, batch_index)
     num_input = g.num_gaussians
     g, num_pruned = prune(g, min_opacity)
@@ -302,32 +402,74 @@ def preview_ply(
         raise ILRMInputError(
             f"no Gaussian has opacity ≥ {min_opacity} (of {num_input}); nothing to preview — lower min_opacity"
         )
+    Vw = torch.from_numpy(viewer_camera())
+    means = g.means[0].double()
+    num_behind, k = 0, 1.0
+    if camera is not None:
+        C = camera.detach().double().cpu().reshape(4, 4)
+        if intrinsics is None or image_size is None:
+            raise ILRMInputError("preview_ply with a camera needs its intrinsics and image_size (H, W)")
+        w2c = torch.linalg.inv(C)
+        z = means @ w2c[2, :3] + w2c[2, 3]
+        z_med = float(z.median())
+        if not z_med > 0:
+            raise ILRMInputError("most Gaussians lie behind the preview camera; nothing to preview from it")
+        front = z > 0.01 * z_med
+        num_behind = int((~front).sum())
+        if num_behind:
+            g = g[front]
+            means = g.means[0].double()
+        center = C[:3, 3]
+        scale = VIEWER_ORBIT[2] / z_med
+        k = viewer_focal_scale(intrinsics.detach().cpu() if isinstance(intrinsics, Tensor) else intrinsics,
+                               image_size, canvas)
+        A = Vw[:3, :3] @ torch.diag(torch.tensor([1.0, 1.0, k], dtype=torch.float64)) @ w2c[:3, :3] * scale
+        T = torch.eye(4, dtype=torch.float64)
+        T[:3, :3] = A
+        T[:3, 3] = Vw[:3, :3] @ (torch.tensor([1.0, 1.0, k], dtype=torch.float64) * w2c[:3, 3] * scale) + Vw[:3, 3]
+        dirs = means - center
+    else:
+        center = means.median(dim=0).values
+        radius = float(torch.quantile((means - center).norm(dim=-1), 0.9))
+        scale = (target_extent / 2) / radius if radius > 1e-12 else 1.0
+        R = torch.eye(3, dtype=torch.float64) if rotation is None else rotation.detach().double().cpu().reshape(3, 3)
+        if not torch.allclose(R @ R.T, torch.eye(3, dtype=torch.float64), atol=1e-4) or torch.linalg.det(R) < 0:
+            raise ILRMInputError("preview rotation must be a proper 3×3 rotation matrix (orthonormal, det +1)")
+        A = scale * R
+        T = torch.eye(4, dtype=torch.float64)
+        T[:3, :3] = A
+        T[:3, 3] = -A @ center
+        eye = center + R.T @ Vw[:3, 3] / scale  # the viewer's eye in world coordinates
+        dirs = means - eye
     num_subsampled = 0
     if g.num_gaussians > max_gaussians:
         rng = np.random.default_rng(seed)
         keep = np.sort(rng.choice(g.num_gaussians, size=max_gaussians, replace=False))
         num_subsampled = g.num_gaussians - max_gaussians
         g = g[torch.from_numpy(keep)]
-    means = g.means[0].double()
-    center = means.median(dim=0).values
-    radius = float(torch.quantile((means - center).norm(dim=-1), 0.9))
-    scale = (target_extent / 2) / radius if radius > 1e-12 else 1.0
-    R = torch.eye(3, dtype=torch.float64) if rotation is None else rotation.detach().double().cpu().reshape(3, 3)
-    if not torch.allclose(R @ R.T, torch.eye(3, dtype=torch.float64), atol=1e-4) or torch.linalg.det(R) < 0:
-        raise ILRMInputError("preview rotation must be a proper 3×3 rotation matrix (orthonormal, det +1)")
-    T = torch.eye(4, dtype=torch.float64)
-    T[:3, :3] = scale * R
-    T[:3, 3] = -scale * (R @ center)
-    g = g.transform(T.float())
+        dirs = dirs[torch.from_numpy(keep)]
+    sh = g.sh[0].double()
+    degree = math.isqrt(sh.shape[1]) - 1
+    rgb = sh_to_rgb(sh, torch.nn.functional.normalize(dirs, dim=-1), degree).clamp(0, 1)
+    new_means = g.means[0].double() @ T[:3, :3].T + T[:3, 3]
+    view_z = (new_means - Vw[:3, 3]) @ Vw[:3, 2]  # depth in front of the viewer's camera
+    extra = VIEWER_MISSING_DILATION_PX2 * (view_z.clamp_min(1e-6) / VIEWER_FOCAL_PX) ** 2
+    quats, scales = _preview_covariances(g.quats[0].double(), g.scales[0].double(), A, extra)
+    g = Gaussians(
+        means=new_means.float()[None], quats=quats.float()[None], scales=scales.float()[None],
+        opacities=g.opacities, sh=((rgb - 0.5) / SH_C0).float()[None, :, None],
+    )
     names, table = _ply_columns(g, rest=False)
     _write_float_ply(path, names, table)
     return {
         "path": str(path),
         "num_input": num_input,
         "num_pruned": num_pruned,
+        "num_behind": num_behind,
         "num_subsampled": num_subsampled,
         "num_written": table.shape[0],
         "center": center.tolist(),
         "scale": scale,
+        "depth_stretch": k,
         "transform": T.tolist(),
     }

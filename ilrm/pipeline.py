@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .cameras import Views, average_pose, normalize_poses, resize_and_center_crop
+from .cameras import Views, normalize_poses, resize_and_center_crop
 from .config import ILRMConfig
 from .errors import ILRMInputError
 from .gaussians import Gaussians
@@ -332,7 +332,7 @@ class Reconstructor:
         preview_max: int = 300_000,
     ) -> ExportedFiles:
         """Write ``<stem>.ply`` (all SH, user frame), ``<stem>.splat`` and, with ``preview``, the viewer's
-        ``<stem>_preview.ply`` (expressed in the mean input camera's axes, so it opens as the photos were taken)."""
+        ``<stem>_preview.ply`` (moved so that Gradio's Model3D opens looking through the first input camera)."""
         from .gaussian_files import preview_ply, save_ply, save_splat
 
         out = Path(out_dir)
@@ -344,8 +344,10 @@ class Reconstructor:
         path, n_preview = None, 0
         if preview:
             path = out / f"{stem}_preview.ply"
-            rotation = average_pose(prediction.prepared.c2w_user)[:3, :3].T.contiguous()
-            n_preview = int(preview_ply(path, g, max_gaussians=preview_max, rotation=rotation)["num_written"])
+            prepared = prediction.prepared  # the viewer opens looking through the first input camera
+            n_preview = int(preview_ply(path, g, max_gaussians=preview_max, camera=prepared.c2w_user[0],
+                                        intrinsics=prepared.views.intrinsics[0, 0],
+                                        image_size=tuple(prepared.views.images.shape[-2:]))["num_written"])
         return ExportedFiles(ply, splat, path, n_ply, n_splat, n_preview)
 
     def fly_through_steps(self, prediction: Prediction, path: str | Path, *, frames: int, fps: int = 30):

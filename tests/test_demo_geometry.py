@@ -151,22 +151,31 @@ def mean_camera_rotation(c2w: np.ndarray) -> np.ndarray:
 
 
 def test_preview_is_the_documented_transform_of_the_full_file(run):
-    """preview = scale · Rᵀ · (x − median) of the full file's Gaussians (opacity ≥ 0.02), with R the
-    mean input camera: the Model3D viewer (an OpenCV camera at (0, 0, −5) looking along +z) then
-    sees the scene the way the photos were taken."""
-    result, _, _ = run
+    """preview = V · diag(1, 1, k) · s · C⁻¹ x of the full file's Gaussians (opacity ≥ 0.02, in front of
+    C), with C the first input camera, s = 5 / median depth, k = 1132 / (f · cover scale) and V the
+    Model3D viewer's default camera: the viewer then looks through the first input camera."""
+    from ilrm.gaussian_files import DEFAULT_CANVAS, VIEWER_FOCAL_PX, viewer_camera
+
+    result, views, _ = run
     full, preview = load_ply(result.ply), load_ply(result.preview)
     keep = full.opacities[0] >= 0.02
-    x = full.means[0][keep].double().numpy()
-    p = preview.means[0].double().numpy()
-    assert len(p) == len(x) == result.num_preview
-    R = mean_camera_rotation(user_cameras().numpy())
-    centre = np.sort(x, axis=0)[(len(x) - 1) // 2]  # torch's median: the lower middle value
-    rotated = (x - centre) @ R  # rows: Rᵀ (x − centre)
-    scale = 0.75 / np.quantile(np.linalg.norm(x - centre, axis=1), 0.9)
-    np.testing.assert_allclose(p, scale * rotated, atol=2e-4 * np.abs(p).max())
-    # the scene lies in front of the mean input camera along +z, as it does for the viewer's camera
-    eye = scale * (user_cameras().numpy()[:, :3, 3].mean(0) - centre) @ R
-    assert eye[2] < 0 and np.mean(p[:, 2] > eye[2]) > 0.99, eye
-    np.testing.assert_allclose(preview.scales[0].double().numpy(), full.scales[0][keep].double().numpy() * scale,
-                               rtol=1e-4)
+    x = full.means[0][keep].double()
+    C = user_cameras()[0]
+    w2c = torch.linalg.inv(C)
+    cam = x @ w2c[:3, :3].T + w2c[:3, 3]
+    z_med = float(cam[:, 2].median())
+    cam = cam[cam[:, 2] > 0.01 * z_med]
+    p = preview.means[0].double()
+    assert len(p) == len(cam) == result.num_preview
+    K, (h, w) = views.intrinsics[0, 0].double(), views.images.shape[-2:]
+    k = VIEWER_FOCAL_PX / (0.5 * float(K[0, 0] + K[1, 1]) * max(DEFAULT_CANVAS[0] / w, DEFAULT_CANVAS[1] / h))
+    V = torch.from_numpy(viewer_camera())
+    # the viewer's default camera: 5 units from the origin, looking at it, x axis horizontal
+    assert float(V[:3, 3].norm()) == pytest.approx(5.0)
+    torch.testing.assert_close(V[:3, 2], -V[:3, 3] / 5, atol=1e-9, rtol=0)
+    assert abs(float(V[1, 0])) < 1e-9
+    expected = (cam * (5.0 / z_med) * torch.tensor([1.0, 1.0, k], dtype=torch.float64)) @ V[:3, :3].T + V[:3, 3]
+    np.testing.assert_allclose(p.numpy(), expected.numpy(), atol=2e-4 * float(p.abs().max()))
+    # the scene lies in front of the viewer's camera, at the orbit radius (median depth 5·k)
+    depth = (p - V[:3, 3]) @ V[:3, 2]
+    assert float((depth > 0).double().mean()) == 1.0 and float(depth.median()) == pytest.approx(5.0 * k, rel=1e-3)
