@@ -10,6 +10,15 @@
 
 Images are (N, 3, H, W) float, torch tensors or numpy arrays. Results are float64 numpy arrays (N,).
 Averaging (per scene, then over scenes) is the caller's job.
+
+Two implementations of the same definitions: the reference functions above (:func:`psnr`, :func:`ssim`:
+scikit-image on the CPU, :meth:`LPIPSMetric.__call__`: numpy round trip) and the batched torch path
+(:func:`psnr_torch`, :func:`ssim_torch`, :meth:`LPIPSMetric.batched`, :func:`compute_metrics_batched`),
+which scores a whole scene where its renders already are (the GPU in a run) and copies back only the
+per-image numbers. ``ssim_torch`` is scikit-image's Gaussian SSIM written as two separable 11-tap
+convolutions in float64 without padding: its 5-pixel border crop removes exactly the pixels the
+padding would touch, so it is the same quantity (measured within 1e-6 of the reference;
+``tests/test_eval_speed.py``).
 """
 
 from __future__ import annotations
@@ -155,6 +164,25 @@ class LPIPSMetric:
         return {"available": True, **(backbone_identity(self._model) or {})}
 
     @torch.no_grad()
+    def batched(self, render: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+        """LPIPS per image on torch tensors where they are: (N, 3, H, W) x2 -> (N,) float64 tensor on
+        the metric's device (no numpy round trip), or None if unavailable. Same network, same float32
+        inputs, same batches and IEEE float32 convolutions as :meth:`__call__`."""
+        _check_torch_pair(render, target)
+        if self._model is None:
+            return None
+        render = render.detach().to(self.device, torch.float32)
+        target = target.detach().to(self.device, torch.float32)
+        values = []
+        with full_fp32_convolutions():
+            for start in range(0, render.shape[0], self.batch_size):
+                stop = start + self.batch_size
+                r = render[start:stop].contiguous()
+                t = target[start:stop].contiguous()
+                values.append(self._model(t, r, normalize=True).reshape(-1).double())
+        return torch.cat(values) if values else torch.zeros(0, dtype=torch.float64, device=self.device)
+
+    @torch.no_grad()
     def __call__(self, render: ImageBatch, target: ImageBatch) -> np.ndarray | None:
         """LPIPS per image: (N, 3, H, W) x2 in [0, 1] -> (N,) float64, or None if unavailable."""
         render_np, target_np = _pair(render, target)
@@ -168,6 +196,91 @@ class LPIPSMetric:
                 t = torch.from_numpy(np.ascontiguousarray(target_np[start:stop], dtype=np.float32)).to(self.device)
                 values.append(self._model(t, r, normalize=True).reshape(-1).double().cpu().numpy())
         return np.concatenate(values) if values else np.zeros(0, dtype=np.float64)
+
+
+# ---- batched torch path (same definitions; used by the runner on the GPU) ----------------------
+
+#: scikit-image's defaults for ``gaussian_weights=True``: sigma 1.5, truncate 3.5 -> an 11-tap window.
+SSIM_SIGMA, SSIM_WIN, SSIM_K1, SSIM_K2 = 1.5, 11, 0.01, 0.03
+
+
+def _check_torch_pair(render: torch.Tensor, target: torch.Tensor) -> None:
+    for name, x in (("render", render), ("target", target)):
+        if not isinstance(x, torch.Tensor):
+            raise ILRMInputError(f"{name} must be a torch tensor for the batched metrics, got {type(x).__name__}")
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ILRMInputError(f"{name} must be (N, 3, H, W), got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ILRMInputError(f"{name} must be float images in [0, 1], got dtype {x.dtype}")
+    if render.shape != target.shape:
+        raise ILRMInputError(f"render {tuple(render.shape)} and target {tuple(target.shape)} differ in shape")
+
+
+def _gaussian_taps(device: torch.device) -> torch.Tensor:
+    """scipy.ndimage's 1-D Gaussian (sigma 1.5, radius int(3.5 * 1.5 + 0.5) = 5), normalised, float64."""
+    radius = (SSIM_WIN - 1) // 2
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
+    w = torch.exp(-0.5 * (x / SSIM_SIGMA) ** 2)
+    return w / w.sum()
+
+
+@torch.no_grad()
+def psnr_torch(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """:func:`psnr` on tensors where they are: (N,) float64 tensor (identical images give ``inf``)."""
+    _check_torch_pair(render, target)
+    diff = render.detach().double().clamp(0, 1) - target.detach().double().clamp(0, 1)
+    return -10.0 * torch.log10(diff.square().mean(dim=(1, 2, 3)))
+
+
+@torch.no_grad()
+def ssim_torch(render: torch.Tensor, target: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """:func:`ssim` on tensors where they are (unclipped render): (N,) float64 tensor.
+
+    ``structural_similarity(win_size=11, gaussian_weights=True, sigma=1.5, data_range=1,
+    use_sample_covariance=True)`` per channel, cropped by 5 pixels, averaged over pixels then channels.
+    The Gaussian filter is applied as two valid 1-D convolutions (float64); ``chunk`` images at a time
+    bound the memory (5 maps of (chunk·3, H, W) float64).
+    """
+    _check_torch_pair(render, target)
+    import torch.nn.functional as F
+
+    n, c, h, w = render.shape
+    if min(h, w) < SSIM_WIN:
+        raise ILRMInputError(f"SSIM needs images of at least {SSIM_WIN}x{SSIM_WIN}, got {h}x{w}")
+    taps = _gaussian_taps(render.device)
+    wy = taps.view(1, 1, SSIM_WIN, 1).repeat(5, 1, 1, 1)
+    wx = taps.view(1, 1, 1, SSIM_WIN).repeat(5, 1, 1, 1)
+    cov_norm = SSIM_WIN**2 / (SSIM_WIN**2 - 1.0)
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
+    out = []
+    for start in range(0, n, chunk):
+        x = target[start : start + chunk].detach().double().reshape(-1, 1, h, w)  # im1 = target, as the reference
+        y = render[start : start + chunk].detach().double().reshape(-1, 1, h, w)
+        stack = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # (B·3, 5, H, W)
+        filt = F.conv2d(F.conv2d(stack, wy, groups=5), wx, groups=5)  # valid: the cropped interior
+        ux, uy, uxx, uyy, uxy = filt.unbind(1)
+        vx = cov_norm * (uxx - ux * ux)
+        vy = cov_norm * (uyy - uy * uy)
+        vxy = cov_norm * (uxy - ux * uy)
+        s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+        out.append(s.mean(dim=(1, 2)).view(-1, c).mean(dim=1))
+    return torch.cat(out)
+
+
+def compute_metrics_batched(
+    render: torch.Tensor, target: torch.Tensor, lpips_metric: LPIPSMetric | None = None
+) -> dict[str, np.ndarray]:
+    """:func:`compute_metrics` computed where the tensors are (one scene's views at once, on the GPU in a
+    run); one copy of the per-image numbers back. Same keys, float64 numpy arrays (N,)."""
+    _check_torch_pair(render, target)
+    values = {"psnr": psnr_torch(render, target), "ssim": ssim_torch(render, target)}
+    if lpips_metric is not None:
+        value = lpips_metric.batched(render, target)
+        if value is not None:
+            values["lpips"] = value.to(render.device)
+    keys = list(values)
+    stacked = torch.stack([values[k] for k in keys]).cpu().numpy()
+    return {k: stacked[i].astype(np.float64) for i, k in enumerate(keys)}
 
 
 def compute_metrics(

@@ -280,6 +280,15 @@ class SceneSource:
         """What besides its files defines a scene's data (generator settings; {} for files)."""
         return {}
 
+    #: Whether :meth:`load` may run in DataLoader worker processes (False: it needs the GPU, e.g.
+    #: procedural scenes ray-cast on CUDA, so the runner loads it in the main process).
+    worker_safe: bool = True
+
+    def load_groups(self, ids: Sequence[str]) -> list[list[str]]:
+        """``ids`` cut into independent loading units (DataLoader hook): ``load(g)`` for each group in turn
+        yields the same scenes in the same order as ``load(ids)``. Default: one scene per group."""
+        return [[i] for i in ids]
+
 
 def _limit(ids: list[str], limit: int | None, only: Sequence[str] | None = None) -> list[str]:
     if limit is not None and limit < 0:
@@ -326,6 +335,13 @@ class RE10KSource(SceneSource):
             benchmark.scale_before_recentre_default if scale_before_recentre is None else scale_before_recentre
         )
 
+    def load_groups(self, ids: Sequence[str]) -> list[list[str]]:
+        """One group per chunk file, in the order :meth:`load` visits them (a chunk is read once)."""
+        by_chunk: dict[str, list[str]] = {}
+        for key in ids:
+            by_chunk.setdefault(self.chunk_index.get(key, ""), []).append(key)
+        return list(by_chunk.values())
+
     def load(self, ids: Sequence[str], *, with_depth: bool = False) -> Iterator[LoadedScene]:
         # One reader per chunk, so that a corrupt chunk fails only its own scenes.
         by_chunk: dict[str, list[str]] = {}
@@ -365,6 +381,9 @@ class RE10KSource(SceneSource):
             scale_before_recentre=self.scale_before_recentre,
             intrinsics=self.benchmark.intrinsics,  # "pixelsplat": the authors' crop shim
         )
+        # The reader shards chunks across DataLoader workers (training); here the runner's loader gives
+        # each worker whole groups (:meth:`load_groups`), so this reader must read its chunk wherever it runs.
+        ds._my_chunks = lambda: list(ds.chunks)
         seen: set[str] = set()
         done = {"skipped": 0, "failed": 0}
 
@@ -577,6 +596,8 @@ class DL3DVSource(SceneSource):
 
 class ProceduralSource(SceneSource):
     """Held-out procedural scenes: scene ``i`` is seed ``TEST_SEED_START + i``."""
+
+    worker_safe = False  # scenes are ray-cast on the run's device
 
     def __init__(
         self,

@@ -21,14 +21,26 @@ order) goes to rank ``i % world_size``; after a barrier rank 0 merges every rank
 tables. Timing: CUDA-synchronised wall time of the reconstruction (and refinement) per scene, after one
 untimed warm-up scene on CUDA; peak memory is ``torch.cuda.max_memory_allocated`` over the
 reconstruction and refinement.
+
+Speed (``benchmarks/eval_speed.py`` measures it): scenes are decoded and resized in DataLoader worker
+processes (:func:`iter_scenes`, one loading unit per :meth:`SceneSource.load_groups` group, in protocol
+order) while the GPU works on the previous scene; on CUDA the metrics of a scene are computed batched
+on the GPU (:func:`eval.metrics.compute_metrics_batched`: the reference definitions, equal within 1e-6)
+and records are appended and fsync'ed by a background writer thread, in order.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
+import queue
 import re
+import shutil
+import threading
 import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +53,7 @@ from ilrm.distributed import DistInfo, barrier, init_distributed, shard, shutdow
 from ilrm.errors import ILRMInputError
 
 from .methods import DTYPES, CopyNearest, Method, cuda_sync, resolve_method
-from .metrics import LPIPSMetric, compute_metrics
+from .metrics import LPIPSMetric, compute_metrics, compute_metrics_batched
 from .protocols import (
     Benchmark,
     LoadedScene,
@@ -99,6 +111,12 @@ class RunOptions:
     overwrite: bool = False
     save_renders: bool = False
     strict: bool | None = None
+    #: DataLoader worker processes that decode and resize scenes ahead of the GPU (None: up to 8 on
+    #: CUDA, 0 on the CPU; 0: load in the main process, one scene after another).
+    num_workers: int | None = None
+    #: Batched metrics where the renders are (:func:`eval.metrics.compute_metrics_batched`); None: on
+    #: CUDA only (the CPU keeps the scikit-image reference).
+    fast_metrics: bool | None = None
 
 
 def _identity(opts: RunOptions, bench: Benchmark, method: Method, dtype_name: str,
@@ -178,6 +196,108 @@ def _to_uint8(images: Tensor) -> np.ndarray:
     return (images.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
 
+# ---- loading ahead of the GPU --------------------------------------------------------------------
+
+
+class _GroupDataset(torch.utils.data.Dataset):
+    """Map-style dataset over a source's loading groups: item ``i`` = every scene of group ``i``."""
+
+    def __init__(self, source: SceneSource, groups: list[list[str]], with_depth: bool) -> None:
+        self.source, self.groups, self.with_depth = source, groups, with_depth
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, i: int) -> list[LoadedScene]:
+        return list(self.source.load(self.groups[i], with_depth=self.with_depth))
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+#: Shared memory under which worker processes are not used (their tensors travel through /dev/shm).
+MIN_SHM_BYTES = 1 << 30
+
+
+def default_num_workers(device: torch.device) -> int:
+    """Worker processes for :func:`iter_scenes`: up to 8 on CUDA (leaving a core for the main loop), 0 on the CPU."""
+    if device.type != "cuda":
+        return 0
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def _shm_free() -> int | None:
+    try:
+        return shutil.disk_usage("/dev/shm").free
+    except OSError:
+        return None
+
+
+def iter_scenes(source: SceneSource, ids: Sequence[str], *, with_depth: bool = False,
+                num_workers: int = 0, prefetch_groups: int = 2) -> Iterator[LoadedScene]:
+    """The scenes of ``source.load(ids)``, in the same order, decoded and resized by ``num_workers``
+    DataLoader worker processes (one :meth:`SceneSource.load_groups` group per item, ``prefetch_groups``
+    groups ahead per worker). ``num_workers=0``, a source that is not ``worker_safe``, or too little
+    shared memory (< :data:`MIN_SHM_BYTES` free in /dev/shm, which worker tensors pass through) load in
+    the main process."""
+    ids = list(ids)
+    if num_workers > 0 and source.worker_safe:
+        shm = _shm_free()
+        if shm is not None and shm < MIN_SHM_BYTES:
+            warnings.warn(f"/dev/shm has {shm / 2**20:.0f} MiB free: loading scenes in the main process", stacklevel=2)
+            num_workers = 0
+    if num_workers <= 0 or not source.worker_safe or not ids:
+        yield from source.load(ids, with_depth=with_depth)
+        return
+    groups = source.load_groups(ids)
+    loader = torch.utils.data.DataLoader(
+        _GroupDataset(source, groups, with_depth), batch_size=None, shuffle=False,
+        num_workers=min(num_workers, len(groups)), collate_fn=_as_is, prefetch_factor=prefetch_groups,
+        persistent_workers=False,
+    )
+    for group in loader:
+        yield from group
+
+
+class RecordWriter:
+    """Appends records (:func:`eval.records.append_record`, fsync'ed) in a background thread, in the
+    order given, so that disk I/O overlaps the GPU. :meth:`close` waits for every record and re-raises
+    the first write error."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._queue: queue.Queue = queue.Queue()
+        self._error: BaseException | None = None
+        self.write_time_s = 0.0
+        self._thread = threading.Thread(target=self._work, name="eval-record-writer", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            record = self._queue.get()
+            if record is None:
+                return
+            if self._error is None:
+                start = time.perf_counter()
+                try:
+                    append_record(self.path, record)
+                except BaseException as error:  # re-raised by close()
+                    self._error = error
+                self.write_time_s += time.perf_counter() - start
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(record)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 def save_grid(path: Path, inputs: Tensor, targets: Tensor, renders: Tensor, max_height: int = 256) -> Path:
     """One row per target view: nearest input | target | render | error (|render − target| × 4).
 
@@ -211,8 +331,12 @@ def evaluate_scene(
     *,
     images_dir: Path | None = None,
     renders_dir: Path | None = None,
+    metrics_fn: Callable[..., dict[str, np.ndarray]] = compute_metrics,
 ) -> dict[str, Any]:
     """Reconstruct, render and score one loaded scene; returns its JSON record (with per-view rows).
+
+    metrics_fn: :func:`eval.metrics.compute_metrics` (reference) or
+    :func:`eval.metrics.compute_metrics_batched` (same definitions, computed where the renders are).
 
     renders_dir: also save the renders losslessly at the evaluated size (``<scene>.npz``, float32
     (Vt, 3, H, W) exactly as scored, with the target frame numbers); the record names the file and
@@ -234,7 +358,9 @@ def evaluate_scene(
     cuda_sync(device)
     render_time = time.perf_counter() - start
     gt = target.images[0].float()
-    metrics = compute_metrics(renders, gt, lpips_metric)
+    start = time.perf_counter()
+    metrics = metrics_fn(renders, gt, lpips_metric)
+    metrics_time = time.perf_counter() - start  # ends with the copy of the numbers: synchronised
     frames = loaded.target_frames or [None] * target.num_views
     views = [
         {
@@ -261,6 +387,7 @@ def evaluate_scene(
         "recon_time_s": times.get("recon_time_s"),
         "refine_time_s": times.get("refine_time_s"),
         "render_time_s": render_time,
+        "metrics_time_s": metrics_time,
         "peak_memory_mb": peak,
         "views": views,
         "expected_num_target": loaded.expected_num_target,
@@ -341,23 +468,38 @@ def _run(opts: RunOptions, dist_info: DistInfo) -> RunResult | None:
     images_dir = out / "images" if opts.save_images else None
     renders_dir = out / "renders" if opts.save_renders else None
     records_path = rank_file(out, rank)
+    fast = (device.type == "cuda") if opts.fast_metrics is None else bool(opts.fast_metrics)
+    metrics_fn = compute_metrics_batched if fast else compute_metrics
+    workers = default_num_workers(device) if opts.num_workers is None else max(0, int(opts.num_workers))
     started = time.perf_counter()
     warmed = device.type != "cuda"
     bar = tqdm(total=len(todo), desc=f"{bench.label} | {method.label} [rank {rank}]",
                position=rank, disable=not opts.progress, leave=True)
-    for loaded in source.load(todo, with_depth=method.needs_depth):
-        if not warmed and loaded.status == "ok":
-            ex = loaded.example.to(device)
-            method.warmup(ex.context, ex.target)
-            warmed = True
-        record = evaluate_scene(loaded, method, device, lpips_metric, images_dir=images_dir, renders_dir=renders_dir)
-        record.update(rank=rank, finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                      weights_sha256=method.weights_sha256, **scene_data.get(loaded.scene_id, {}))
-        append_record(records_path, record)
-        bar.update(1)
-        if record["status"] == "ok":
-            bar.set_postfix(psnr=f"{record['psnr']:.2f}")
-    bar.close()
+    writer = RecordWriter(records_path)
+    load_wait = 0.0
+    scenes = iter_scenes(source, todo, with_depth=method.needs_depth, num_workers=workers)
+    try:
+        while True:
+            waited = time.perf_counter()
+            loaded = next(scenes, None)
+            load_wait += time.perf_counter() - waited
+            if loaded is None:
+                break
+            if not warmed and loaded.status == "ok":
+                ex = loaded.example.to(device)
+                method.warmup(ex.context, ex.target)
+                warmed = True
+            record = evaluate_scene(loaded, method, device, lpips_metric, images_dir=images_dir,
+                                    renders_dir=renders_dir, metrics_fn=metrics_fn)
+            record.update(rank=rank, finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                          weights_sha256=method.weights_sha256, **scene_data.get(loaded.scene_id, {}))
+            writer.append(record)
+            bar.update(1)
+            if record["status"] == "ok":
+                bar.set_postfix(psnr=f"{record['psnr']:.2f}")
+    finally:
+        writer.close()
+        bar.close()
     wall = time.perf_counter() - started
     barrier(dist_info)  # every rank's records are on disk before rank 0 merges them
     if rank != 0:
@@ -369,6 +511,8 @@ def _run(opts: RunOptions, dist_info: DistInfo) -> RunResult | None:
         lpips_reason = lpips_metric.reason
     partial = opts.limit is not None or only is not None
     env = environment(device, dtype_name, dist_info.world_size)
+    env["loop"] = {"num_workers": workers if source.worker_safe else 0, "batched_metrics": fast,
+                   "load_wait_s": load_wait, "record_write_s": writer.write_time_s}
     # which LPIPS backbone scored (torchvision's VGG16 or the offline port) and its tensors' content hash
     env["lpips_backbone"] = lpips_metric.identity() if lpips_metric is not None else {"available": False,
                                                                                       "reason": lpips_reason}
@@ -387,4 +531,5 @@ def _run(opts: RunOptions, dist_info: DistInfo) -> RunResult | None:
     return result
 
 
-__all__ = ["RunOptions", "RunResult", "evaluate_scene", "run", "run_problems", "save_grid", "scene_data_digests"]
+__all__ = ["RecordWriter", "RunOptions", "RunResult", "default_num_workers", "evaluate_scene", "iter_scenes", "run",
+           "run_problems", "save_grid", "scene_data_digests"]
