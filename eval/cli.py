@@ -80,6 +80,10 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-renders", action="store_true",
                    help="save the renders losslessly at the evaluated size (renders/<scene>.npz, float32 as scored; "
                         "each record names the file's sha256)")
+    p.add_argument("--num-workers", type=int, default=None,
+                   help="DataLoader workers decoding scenes ahead of the model (default: 8 on CUDA, 0 on CPU)")
+    p.add_argument("--reference-metrics", action="store_true",
+                   help="score with the reference per-image metrics instead of the batched GPU ones (same values)")
     p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
                    help="exit non-zero when a scene failed or has no record (default: on for full protocol runs, "
                         "off for partial ones: --limit or a partial fetch). A run that evaluated nothing always "
@@ -97,7 +101,8 @@ def _run(args: argparse.Namespace) -> int:
             data_root=args.data_root, image_size=tuple(args.image_size) if args.image_size else None,
             index_path=args.index, eval_home=args.eval_home, revision=args.revision, label=args.label,
             lpips=not args.no_lpips, progress=not args.no_progress, overwrite=args.overwrite,
-            save_renders=args.save_renders, strict=args.strict,
+            save_renders=args.save_renders, strict=args.strict, num_workers=args.num_workers,
+            fast_metrics=False if args.reference_metrics else None,
         )
     )
     if result is not None:  # rank 0
