@@ -21,7 +21,7 @@ import torch
 from ilrm import ILRMConfig, Views
 from ilrm.inference import CUDAGraphRunner, autocast_for
 from ilrm.models import build_model, count_parameters
-from ilrm.models.layers import set_attention_policy, set_fast_paths
+from ilrm.models.layers import set_fast_paths
 
 
 def random_views(B: int, V: int, H: int, W: int, device="cuda") -> Views:
@@ -285,7 +285,7 @@ def wide_compile_case(R: dict, log) -> None:
             log(row)
         set_fast_paths(**VARIANTS["fused_norm"])
         runner = CUDAGraphRunner(model, views, warmup=2)
-        row["compiled_fused_norm_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 2, 8))
+        row["compiled_fused_norm_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 2, 8))  # noqa: F821
         del runner
     except Exception as e:  # noqa: BLE001
         row["compile_error"] = f"{type(e).__name__}: {e}"[:300]
@@ -377,7 +377,6 @@ def attention_kernels(R: dict, log) -> None:
     row["bmm_ms"] = statistics.median(time_cuda(lambda: pixel_rays(K, c2w, 544, 960), 3, 10))
 
     def rays_elementwise():
-        o, _ = None, None
         ys = torch.arange(544, device="cuda", dtype=torch.float32) + 0.5
         xs = torch.arange(960, device="cuda", dtype=torch.float32) + 0.5
         y, x = torch.meshgrid(ys, xs, indexing="ij")

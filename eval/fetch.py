@@ -44,6 +44,7 @@ from typing import Any
 import torch
 
 from ilrm.errors import ILRMInputError
+from ilrm.hub_errors import network_errors
 
 from .protocols import Benchmark, default_eval_home, load_benchmark, prepare_dl3dv_root
 
@@ -78,27 +79,6 @@ def access_message(repo_id: str, repo_type: str = "dataset", error: BaseExceptio
         "(`export HF_TOKEN=hf_...`) or store it with `hf auth login`.\n"
         "  3. Run this command again (files already downloaded are kept)."
     )
-
-
-def network_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions huggingface_hub lets through when the Hub cannot be reached (no network, DNS,
-    refused connection, timeout, ``HF_HUB_OFFLINE``): those of its HTTP client (``httpx2`` in
-    huggingface_hub 2.x, ``httpx`` in 1.x, ``requests`` before) and ``OfflineModeIsEnabled``."""
-    import importlib
-
-    from huggingface_hub.errors import OfflineModeIsEnabled
-
-    found: list[type[BaseException]] = [OfflineModeIsEnabled]
-    names = {"httpx2": ("ConnectError", "TimeoutException", "RemoteProtocolError", "ProxyError"),
-             "httpx": ("ConnectError", "TimeoutException", "RemoteProtocolError", "ProxyError"),
-             "requests": ("ConnectionError", "Timeout")}
-    for module, attrs in names.items():
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        found += [c for a in attrs if isinstance(c := getattr(mod, a, None), type) and issubclass(c, BaseException)]
-    return tuple(found)
 
 
 def offline_message(repo_id: str, repo_type: str = "dataset", what: str = "") -> str:

@@ -21,9 +21,12 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ilrm.errors import ILRMInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: eval/published.csv (eval.leaderboard.PUBLISHED_CSV; not imported: the CLI imports this module at start).
 PUBLISHED_CSV = Path(__file__).resolve().parent / "published.csv"

@@ -9,12 +9,9 @@ read blocks' ``q`` rows and ``proj`` columns are permuted on load.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib
 import pickle
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ from torch import Tensor
 
 from .config import ILRMConfig
 from .errors import ILRMInputError
+from .hub_errors import hub_model_errors
 from .models import ILRM, build_model, model_class
 
 MAIN_PREFIX = "encoder.scaler."
@@ -341,58 +339,6 @@ def _read_config(path: str | Path, name: str | None = None) -> ILRMConfig:
             f"{name} cannot be read as an iLRM config ({type(e).__name__}: {e}): restore the config.json saved "
             "with the weights, or save the model again"
         ) from e
-
-
-def hub_offline_message(repo_id: str, detail: str = "") -> str:
-    """What to do when a Hub model is not in the local cache and the Hub cannot be reached."""
-    return (
-        f"model '{repo_id}' is not (completely) in the local Hugging Face cache and the Hub cannot be reached "
-        f"(no network, or HF_HUB_OFFLINE=1){detail}. Run once where the Hub is reachable (the files are cached "
-        f"for later offline use), or download it elsewhere with `hf download {repo_id} --local-dir DIR`, copy DIR "
-        "here and pass --model DIR, or point HF_HUB_CACHE at a cache that holds it"
-    )
-
-
-@contextlib.contextmanager
-def hub_model_errors(repo_id: str, revision: str | None = None) -> Iterator[None]:
-    """huggingface_hub's errors for a model repo id as :class:`ILRMInputError` messages."""
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    network: tuple[type[BaseException], ...] = (OfflineModeIsEnabled,)
-    for module, attrs in (("httpx2", ("ConnectError", "TimeoutException")), ("httpx", ("ConnectError", "TimeoutException")),
-                          ("requests", ("ConnectionError", "Timeout"))):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        network += tuple(c for a in attrs if isinstance(c := getattr(mod, a, None), type))
-    try:
-        yield
-    except GatedRepoError as e:
-        raise ILRMInputError(
-            f"model repo '{repo_id}' is gated: request access on https://huggingface.co/{repo_id} and set a token "
-            "(`export HF_TOKEN=hf_...` or `hf auth login`)"
-        ) from e
-    except RevisionNotFoundError as e:
-        raise ILRMInputError(f"revision {revision!r} does not exist in model repo '{repo_id}' (--revision)") from e
-    except RepositoryNotFoundError as e:
-        raise ILRMInputError(
-            f"model repo '{repo_id}' was not found on the Hub (or it is private: set HF_TOKEN); check the id, "
-            "or pass a local checkpoint folder"
-        ) from e
-    except LocalEntryNotFoundError as e:  # before EntryNotFoundError: it is a subclass
-        raise ILRMInputError(hub_offline_message(repo_id, f" ({e})")) from e
-    except EntryNotFoundError as e:
-        raise ILRMInputError(f"model repo '{repo_id}' has no config.json: not a checkpoint in our format ({e})") from e
-    except network as e:
-        raise ILRMInputError(hub_offline_message(repo_id, f" ({type(e).__name__}: {e})")) from e
 
 
 #: Where the repository keeps its shipped checkpoint, relative to the repository root. Only the

@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from ilrm import ILRMConfig
-from ilrm.models import build_model
-from ilrm.models import layers
+from ilrm.models import build_model, layers
 from ilrm.models.layers import HeadRMSNorm, set_fast_paths
 
 ROOT = Path(__file__).resolve().parents[1]

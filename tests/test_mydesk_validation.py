@@ -49,7 +49,7 @@ def test_output_structure(result: dict) -> None:
     assert result["settings"]["2-neighbours"]["pairs"] == [[0, 1]]
     assert result["settings"]["8-spread"] == {"inputs": [0, 2, 3, 5, 6, 8, 9, 11], "targets": [1, 4, 7, 10]}
     assert [m["label"] for m in result["methods"]] == ["random-tiny", "copy-nearest"]
-    assert result["models"][0]["weights"] == "random initialisation (preset)"
+    assert result["models"][0]["weights"] == "random weights (preset: random initialisation, not a trained model)"
     assert result["metrics"]["lpips"]["enabled"] is False
     rows = {(r["setting"], r["subset"], r["method"]): r for r in result["results"]}
     assert set(rows) == {
@@ -113,6 +113,7 @@ def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     (broken / "model.safetensors").write_bytes(b"garbage")
     assert main(["--scene", str(MYDESK), "--model", str(broken), *common]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: cannot load checkpoint") and "Traceback" not in err
+    # the loader's own message: which file, and what to do
+    assert err.startswith("error: ") and "config.json cannot be read" in err and "Traceback" not in err
     assert main(["--scene", str(MYDESK), "--model", str(tmp_path / "nothing_here"), *common]) == 2
     assert "not found" in capsys.readouterr().err

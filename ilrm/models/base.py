@@ -161,7 +161,7 @@ class GaussianLRM(nn.Module):
             except ILRMInputError as e:
                 if not not_cached:
                     raise
-                from ..checkpoints import hub_offline_message
+                from ..hub_errors import hub_offline_message
 
                 raise ILRMInputError(hub_offline_message(model_id, f" (not cached: {', '.join(not_cached)})")) from e
         return load_into(model, sd).to(map_location).eval()

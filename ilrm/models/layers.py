@@ -64,7 +64,7 @@ def fast_paths() -> dict:
     return dict(_fast)
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, q_norm: "HeadRMSNorm", k_norm: "HeadRMSNorm") -> Tensor:
+def attend(q: Tensor, k: Tensor, v: Tensor, q_norm: HeadRMSNorm, k_norm: HeadRMSNorm) -> Tensor:
     """softmax(n_q(q) n_k(k)ᵀ/√d) v for (B, L, heads, d) q/k/v (token-strided views allowed), with
     the q/k RMSNorms applied first. Returns (B, Lq, heads, d) (a view or contiguous)."""
     if q.is_cuda and not _needs_grad(q, k, v, q_norm.weight, k_norm.weight) and (
@@ -103,7 +103,7 @@ def _needs_grad(*ts: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in ts)
 
 
-def _fast_attend(q: Tensor, k: Tensor, v: Tensor, q_norm: "HeadRMSNorm", k_norm: "HeadRMSNorm") -> Tensor:
+def _fast_attend(q: Tensor, k: Tensor, v: Tensor, q_norm: HeadRMSNorm, k_norm: HeadRMSNorm) -> Tensor:
     from . import fast_kernels as fk
 
     if fk.HAVE_TRITON:
