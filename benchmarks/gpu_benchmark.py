@@ -80,7 +80,7 @@ def bench_case(name: str, preset: str, V: int, H: int, W: int, *, graph: bool, i
     if graph:
         try:
             runner = CUDAGraphRunner(model, views)
-            res["graph_ms"] = statistics.median(time_cuda(lambda: runner(views), iters=iters))
+            res["graph_ms"] = statistics.median(time_cuda(lambda: runner(views), iters=iters))  # noqa: F821 - runner is bound above; del comes after the call
             del runner
         except Exception as e:  # noqa: BLE001 - report, keep benchmarking
             res["graph_error"] = f"{type(e).__name__}: {e}"[:300]
@@ -175,10 +175,17 @@ def plot(results: list[dict], out: Path) -> None:
 
 # ---- issue 16: every case in one run ------------------------------------------------------------
 
-VARIANTS = {  # name → fast-path switches (ilrm.models.layers.set_fast_paths)
+VARIANTS = {  # name → fast-path switches (ilrm.models.layers.set_fast_paths); the first three are timed everywhere
     "plain": dict(fused_qk_norm=False),
     "fused_norm": dict(fused_qk_norm=True),
-    "fp8": dict(fused_qk_norm=True, fp8_attention=True),
+    "fp8": dict(fused_qk_norm=True, fp8_attention=True),  # v centred (the default of set_fast_paths)
+}
+FP8_VARIANTS = {  # FP8 scope and v centring: timed at 32 views and in the quality cases
+    "fp8_uncentred": dict(fused_qk_norm=True, fp8_attention=True, fp8_center_v=False),
+    "fp8_self": dict(fused_qk_norm=True, fp8_attention="self"),
+    "fp8_read": dict(fused_qk_norm=True, fp8_attention="read"),
+    "fp8_centred_k": dict(fused_qk_norm=True, fp8_attention=True, fp8_center_k=True),
+    "fp8_self_centred_k": dict(fused_qk_norm=True, fp8_attention="self", fp8_center_k=True),
 }
 
 
@@ -233,11 +240,18 @@ def wide_cases(R: dict, log) -> None:
                 row[f"{name}_error"] = f"{type(e).__name__}: {e}"[:300]
             log(row)
         if V == 32:
+            for name, sw in FP8_VARIANTS.items():
+                set_fast_paths(**sw)
+                try:
+                    row[f"{name}_ms"] = peak_and_time(forward_fn(model, views), 2, iters)[0]
+                except Exception as e:  # noqa: BLE001
+                    row[f"{name}_error"] = f"{type(e).__name__}: {e}"[:300]
+                log(row)
             for name in ("fused_norm", "fp8"):
                 set_fast_paths(**VARIANTS[name])
                 try:
                     runner = CUDAGraphRunner(model, views, warmup=2)
-                    row[f"{name}_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 2, iters))
+                    row[f"{name}_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 2, iters))  # noqa: F821 - runner is bound above; del comes after the call
                     del runner
                 except Exception as e:  # noqa: BLE001
                     row[f"{name}_graph_error"] = f"{type(e).__name__}: {e}"[:300]
@@ -278,8 +292,9 @@ def wide_compile_case(R: dict, log) -> None:
         ms, peak = peak_and_time(forward_fn(model, views), 2, 8)
         row.update(plain_ms=ms_plain, compiled_ms=ms, compiled_peak_gb=peak)
         log(row)
-        for name in ("fused_norm", "fp8"):
-            set_fast_paths(**VARIANTS[name])
+        for name, sw in {"fused_norm": VARIANTS["fused_norm"], "fp8": VARIANTS["fp8"], "fp8_read": FP8_VARIANTS["fp8_read"],
+                         "fp8_centred_k": FP8_VARIANTS["fp8_centred_k"]}.items():
+            set_fast_paths(**sw)
             forward_fn(model, views)()
             row[f"compiled_{name}_ms"], _ = peak_and_time(forward_fn(model, views), 2, 8)
             log(row)
@@ -305,7 +320,7 @@ def re10k_cases(R: dict, log, do_compile: bool) -> None:
         try:
             row[f"{name}_eager_ms"] = statistics.median(time_cuda(forward_fn(model, views), 5, 30))
             runner = CUDAGraphRunner(model, views)
-            row[f"{name}_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))
+            row[f"{name}_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))  # noqa: F821 - runner is bound above; del comes after the call
             del runner
         except Exception as e:  # noqa: BLE001
             row[f"{name}_error"] = f"{type(e).__name__}: {e}"[:300]
@@ -322,17 +337,169 @@ def re10k_cases(R: dict, log, do_compile: bool) -> None:
             row["compile_s"] = time.perf_counter() - t0
             row["compile_eager_ms"] = statistics.median(time_cuda(forward_fn(model, views), 5, 30))
             runner = CUDAGraphRunner(model, views)
-            row["compile_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))
+            row["compile_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))  # noqa: F821 - runner is bound above; del comes after the call
             del runner
             set_fast_paths(**VARIANTS["fused_norm"])
             runner = CUDAGraphRunner(model, views)
-            row["compile_fused_norm_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))
+            row["compile_fused_norm_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))  # noqa: F821 - runner is bound above; del comes after the call
             del runner
             set_fast_paths(**VARIANTS["plain"])
         except Exception as e:  # noqa: BLE001
             row["compile_error"] = f"{type(e).__name__}: {e}"[:300]
         log(row)
     R["re10k"] = row
+    del model
+    torch.cuda.empty_cache()
+
+
+def re10k_bf16_weights(R: dict, log) -> None:
+    """re10k 2 views with the Linear weights stored in bf16 (``ilrm.inference.linear_weights_to``):
+    autocast's per-call weight casts disappear; the output must be bit-identical."""
+    from ilrm.inference import compile_blocks, linear_weights_to
+
+    model = build_model(ILRMConfig.preset("re10k")).cuda().eval()
+    views = random_views(1, 2, 256, 256)
+    set_fast_paths(**VARIANTS["fused_norm"])
+    row = dict(case="re10k 2x256 bf16 Linear weights")
+    try:
+        ref = forward_fn(model, views)().means.clone()
+        runner = CUDAGraphRunner(model, views)
+        row["fp32_weights_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))  # noqa: F821 - runner is bound above; del comes after the call
+        del runner
+        linear_weights_to(model, torch.bfloat16)
+        out = forward_fn(model, views)().means
+        row["max_abs_diff_vs_fp32_weights"] = (out - ref).abs().max().item()
+        row["bf16_weights_eager_ms"] = statistics.median(time_cuda(forward_fn(model, views), 5, 30))
+        runner = CUDAGraphRunner(model, views)
+        row["bf16_weights_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))  # noqa: F821 - runner is bound above; del comes after the call
+        del runner
+        log(row)
+        compile_blocks(model)
+        forward_fn(model, views)()
+        for name in ("plain", "fused_norm"):
+            set_fast_paths(**VARIANTS[name])
+            runner = CUDAGraphRunner(model, views)
+            row[f"bf16_weights_compile_{name}_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))  # noqa: F821 - runner is bound above; del comes after the call
+            del runner
+            log(row)
+    except Exception as e:  # noqa: BLE001
+        row["error"] = f"{type(e).__name__}: {e}"[:300]
+    # the same with Triton GEMM templates autotuned against cuBLAS (their epilogues fuse what follows)
+    try:
+        torch._dynamo.reset()
+        model = linear_weights_to(build_model(ILRMConfig.preset("re10k")).cuda().eval(), torch.bfloat16)
+        compile_blocks(model, mode="max-autotune-no-cudagraphs")
+        set_fast_paths(**VARIANTS["fused_norm"])
+        t0 = time.perf_counter()
+        forward_fn(model, views)()
+        torch.cuda.synchronize()
+        row["autotune_compile_s"] = time.perf_counter() - t0
+        runner = CUDAGraphRunner(model, views)
+        row["bf16_weights_autotune_fused_norm_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))  # noqa: F821 - runner is bound above; del comes after the call
+        del runner
+    except Exception as e:  # noqa: BLE001
+        row["autotune_error"] = f"{type(e).__name__}: {e}"[:300]
+    set_fast_paths(**VARIANTS["plain"])
+    R["re10k_bf16_weights"] = row
+    log(row)
+    del model
+    torch.cuda.empty_cache()
+
+
+def train_step_isolated(R: dict, log) -> None:
+    """One re10k training step (batch 8, 256², 2 + 4 views) on a fixed batch already on the GPU, eager vs
+    compiled blocks: the model's own training throughput, without the data pipeline."""
+    from ilrm.training import TrainConfig
+    from ilrm.training.trainer import Trainer
+
+    rows = {}
+    for name, extra in (("eager", {}), ("compile", {"compile": True})):
+        try:
+            cfg = TrainConfig(preset="re10k", batch_size=8, num_target=4, steps=1000, warmup_steps=5, device="cuda", **extra)
+            tr = Trainer(cfg)
+            batch = _fixed_batch(cfg)
+            t0 = time.perf_counter()
+            tr.train_step([batch])
+            torch.cuda.synchronize()
+            first_s = time.perf_counter() - t0
+            ms = time_cuda(lambda: tr.train_step([batch]), 3, 10)  # noqa: F821 - tr is bound above
+            rows[name] = dict(step_ms=statistics.median(ms), samples_per_s=8e3 / statistics.median(ms), first_step_s=first_s,
+                              peak_gb=torch.cuda.max_memory_allocated() / 1e9)
+            del tr
+        except Exception as e:  # noqa: BLE001
+            rows[name] = dict(error=f"{type(e).__name__}: {e}"[:300])
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        log(dict(case=f"train step {name}", **rows[name]))
+    R["train_step_isolated"] = rows
+
+
+def _fixed_batch(cfg):
+    """One batch of procedural training examples on the GPU (the trainer's input type)."""
+    from ilrm.data.example import collate
+    from ilrm.data.procedural import ProceduralConfig, make_example
+
+    pc = ProceduralConfig(height=cfg.height, width=cfg.width, num_context=cfg.num_context, num_target=cfg.num_target)
+    return collate([make_example(1000 + i, pc, device="cuda") for i in range(cfg.batch_size)])
+
+
+def re10k_profile(R: dict, log, out: Path) -> None:
+    """Where the 2-view re10k CUDA-graph replay goes: kernel table of one replay (fused norm default)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = build_model(ILRMConfig.preset("re10k")).cuda().eval()
+    views = random_views(1, 2, 256, 256)
+    set_fast_paths(**VARIANTS["fused_norm"])
+    runner = CUDAGraphRunner(model, views)
+    for _ in range(5):
+        runner(views)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(10):
+            runner(views)
+        torch.cuda.synchronize()
+    events = prof.key_averages()
+    table = events.table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=70)
+    (out / "profile_re10k_2v_graph.txt").write_text(table)
+    row = dict(case="re10k 2x256 graph profile")
+    try:
+        cuda_events = [e for e in prof.events() if getattr(e.device_type, "name", "") == "CUDA"]
+        row["kernels_per_forward"] = len(cuda_events) / 10
+        row["gpu_ms_per_forward"] = sum(e.device_time_total for e in cuda_events) / 10 / 1e3
+    except Exception as e:  # noqa: BLE001 - the profiler's event API moves between versions
+        row["count_error"] = f"{type(e).__name__}: {e}"[:200]
+    R["re10k_profile"] = row
+    log(row)
+    del runner, model
+    torch.cuda.empty_cache()
+
+
+def re10k_autotune(R: dict, log) -> None:
+    """torch.compile(mode="max-autotune-no-cudagraphs") of each block (Triton GEMM templates tried
+    against cuBLAS at these small shapes), then our CUDA graph of the whole forward."""
+    from ilrm.inference import compile_blocks
+
+    model = build_model(ILRMConfig.preset("re10k")).cuda().eval()
+    views = random_views(1, 2, 256, 256)
+    set_fast_paths(**VARIANTS["plain"])
+    row = dict(case="re10k 2x256 max-autotune")
+    try:
+        compile_blocks(model, mode="max-autotune-no-cudagraphs")
+        t0 = time.perf_counter()
+        forward_fn(model, views)()
+        torch.cuda.synchronize()
+        row["compile_s"] = time.perf_counter() - t0
+        for name in ("plain", "fused_norm"):
+            set_fast_paths(**VARIANTS[name])
+            runner = CUDAGraphRunner(model, views)
+            row[f"autotune_{name}_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))  # noqa: F821 - runner is bound above; del comes after the call
+            del runner
+            log(row)
+    except Exception as e:  # noqa: BLE001
+        row["error"] = f"{type(e).__name__}: {e}"[:300]
+    set_fast_paths(**VARIANTS["plain"])
+    R["re10k_autotune"] = row
+    log(row)
     del model
     torch.cuda.empty_cache()
 
@@ -395,7 +562,7 @@ def quality_case(R: dict, log, name: str, model, views: Views, targets: Views, f
     """Renders of each fast path vs the plain bf16 path (and vs the target photos)."""
     row = dict(case=name, V=views.num_views, H=views.height, W=views.width)
     rend = {}
-    for vname, sw in VARIANTS.items():
+    for vname, sw in {**VARIANTS, **FP8_VARIANTS}.items():
         set_fast_paths(**sw)
         try:
             with torch.no_grad():
@@ -491,6 +658,61 @@ def reconstruct_stages(model, scene_dir: Path, out_dir: Path, size: tuple[int, i
     return t
 
 
+def video_frames_only(model, scene_dir: Path, frames: int) -> float:
+    """Seconds to render the fly-through's frames on the GPU and bring them to the host as uint8,
+    exactly as :func:`ilrm.video.iter_render_video` feeds its encoder (median of 3)."""
+    from ilrm.camera_files import find_scene
+    from ilrm.camera_paths import fly_through, order_poses
+    from ilrm.photos import load_photos, photo_cameras
+    from ilrm.pipeline import Reconstructor
+    from ilrm.rendering import render as render_fn
+    from ilrm.video import _to_uint8_frames
+
+    rec = Reconstructor(model)
+    scene = find_scene(scene_dir)
+    posed = photo_cameras(load_photos(scene.images, max_views=256), scene.cameras)
+    result = rec.predict(rec.prepare(posed.images, posed.intrinsics, posed.c2w, size=(256, 448)))
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    views, g = result.prepared.views, result.gaussians.float().to(dev)
+    c2w = views.c2w[0].double().cpu()
+    times = []
+    for _ in range(4 if dev.type == "cuda" else 2):
+        sync()
+        t0 = time.perf_counter()
+        poses = fly_through(c2w[order_poses(c2w)], frames).float().to(dev)
+        K = views.intrinsics[0, 0].float().to(dev)
+        for i in range(0, frames, 8):
+            p = poses[i : i + 8]
+            img = render_fn(g, K.expand(1, len(p), 3, 3), p[None], views.height, views.width, near=model.config.near, far=model.config.far)
+            _to_uint8_frames(img[0], views.height, views.width)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[1:])
+
+
+def fp8_build_cost(R: dict, log) -> None:
+    """First call of the FP8 read attention at a new shape (cuDNN graph build) vs later calls."""
+    model = build_model(ILRMConfig.preset("dl3dv-wide")).cuda().eval()
+    rows = []
+    for V in (8, 12):
+        views = random_views(1, V, 256, 448)
+        row = dict(case=f"dl3dv-wide {V}x256x448 first call")
+        for name, sw in (("fused_norm", VARIANTS["fused_norm"]), ("fp8_read", FP8_VARIANTS["fp8_read"])):
+            set_fast_paths(**sw)
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            forward_fn(model, views)()
+            torch.cuda.synchronize()
+            row[f"{name}_first_ms"] = (time.perf_counter() - t0) * 1e3
+            row[f"{name}_ms"] = statistics.median(time_cuda(forward_fn(model, views), 2, 10))
+        rows.append(row)
+        log(row)
+    set_fast_paths(**VARIANTS["plain"])
+    R["fp8_build"] = rows
+    del model
+    torch.cuda.empty_cache()
+
+
 def reconstruct_cases(R: dict, log) -> None:
     from ilrm.checkpoints import load_model
 
@@ -508,7 +730,12 @@ def reconstruct_cases(R: dict, log) -> None:
         runs = [reconstruct_stages(model, scene, Path("/tmp/bench_out"), (256, 448)) for _ in range(3)]
         row = dict(model=name, forward_only_ms=fwd_ms, **{k: statistics.median(r[k] for r in runs) for k in runs[0]})
         try:
+            import imageio_ffmpeg  # noqa: F401 - the encoder the video stage needs
+
             row.update({"video_30f_s": reconstruct_stages(model, scene, Path("/tmp/bench_out"), (256, 448), video_frames=30)["video_s"]})
+        except ImportError:
+            row["video_note"] = "no imageio-ffmpeg here: frames rendered and copied to the host only (the encoder runs on the CPU)"
+            row["video_30f_render_s"] = video_frames_only(model, scene, 30)
         except Exception as e:  # noqa: BLE001
             row["video_error"] = str(e)[:200]
         row["total_over_forward"] = row["total_s"] / (fwd_ms / 1e3)
@@ -569,9 +796,14 @@ def main() -> int:
     sections = [
         ("attention", lambda: attention_kernels(R, log)),
         ("re10k", lambda: re10k_cases(R, log, do_compile="compile" in only and not args.no_compile)),
+        ("re10k_profile", lambda: re10k_profile(R, log, out)),
+        ("re10k_bf16w", lambda: re10k_bf16_weights(R, log)),
+        ("train_step", lambda: train_step_isolated(R, log)),
+        ("re10k_autotune", lambda: re10k_autotune(R, log)),
         ("wide", lambda: wide_cases(R, log)),
         ("quality", lambda: quality_cases(R, log)),
         ("reconstruct", lambda: reconstruct_cases(R, log)),
+        ("fp8_build", lambda: fp8_build_cost(R, log)),
         ("compile", lambda: wide_compile_case(R, log)),
         ("profile", lambda: profile_fp8(out)),
     ]

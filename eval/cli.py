@@ -53,6 +53,12 @@ def _fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fast_path_names() -> list[str]:
+    from ilrm.models.layers import FAST_PATH_PRESETS
+
+    return sorted(FAST_PATH_PRESETS)
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     from .protocols import benchmark_names
 
@@ -84,6 +90,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help="DataLoader workers decoding scenes ahead of the model (default: 8 on CUDA, 0 on CPU)")
     p.add_argument("--reference-metrics", action="store_true",
                    help="score with the reference per-image metrics instead of the batched GPU ones (same values)")
+    p.add_argument("--fast-paths", default="default", choices=_fast_path_names(),
+                   help="the model's CUDA fast paths: default (fused q/k norm), plain, fp8 (FP8 attention), "
+                        "fp8-self, fp8-read, fp8-uncentred; part of the run's identity (no effect on CPU)")
     p.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
                    help="exit non-zero when a scene failed or has no record (default: on for full protocol runs, "
                         "off for partial ones: --limit or a partial fetch). A run that evaluated nothing always "
@@ -102,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
             index_path=args.index, eval_home=args.eval_home, revision=args.revision, label=args.label,
             lpips=not args.no_lpips, progress=not args.no_progress, overwrite=args.overwrite,
             save_renders=args.save_renders, strict=args.strict, num_workers=args.num_workers,
-            fast_metrics=False if args.reference_metrics else None,
+            fast_metrics=False if args.reference_metrics else None, fast_paths=args.fast_paths,
         )
     )
     if result is not None:  # rank 0

@@ -30,7 +30,9 @@ from .stats import metric_intervals
 PSNR_CAP = 100.0
 #: Settings that must match for a re-run to resume into an existing result folder.
 IDENTITY_KEYS = ("benchmark", "protocol", "method", "refine_steps", "dtype", "lpips", "index_sha256",
-                 "weights_sha256", "data_kind")
+                 "weights_sha256", "data_kind", "fast_paths")
+#: What a run folder written before a key existed held for it (so older folders still resume).
+IDENTITY_DEFAULTS = {"fast_paths": "default"}
 #: What a re-run into the same folder discards with ``--overwrite`` (records, tables, images, renders).
 RUN_OUTPUTS = ("ranks", "images", "renders", "per_scene.csv", "per_view.csv", "scenes.jsonl", "summary.json")
 
@@ -128,7 +130,8 @@ def check_identity(
         problems: list[str] = []
         if path.is_file():
             old = json.loads(path.read_text())
-            diff = {k: (old.get(k), identity.get(k)) for k in IDENTITY_KEYS if old.get(k) != identity.get(k)}
+            diff = {k: (old.get(k, IDENTITY_DEFAULTS.get(k)), identity.get(k)) for k in IDENTITY_KEYS
+                    if old.get(k, IDENTITY_DEFAULTS.get(k)) != identity.get(k)}
             if diff:
                 what = ", ".join("weights (sha256)" if k == "weights_sha256" else k for k in diff)
                 problems.append(f"differs in {what}: {diff}")

@@ -117,6 +117,9 @@ class RunOptions:
     #: Batched metrics where the renders are (:func:`eval.metrics.compute_metrics_batched`); None: on
     #: CUDA only (the CPU keeps the scikit-image reference).
     fast_metrics: bool | None = None
+    #: The model's CUDA fast paths (a name in ``ilrm.models.layers.FAST_PATH_PRESETS``): "default"
+    #: (fused q/k norm), "plain", "fp8", ... A non-default setting is part of the run's identity and label.
+    fast_paths: str = "default"
 
 
 def _identity(opts: RunOptions, bench: Benchmark, method: Method, dtype_name: str,
@@ -133,6 +136,7 @@ def _identity(opts: RunOptions, bench: Benchmark, method: Method, dtype_name: st
         "weights_sha256": method.weights_sha256,
         "data_kind": bench.kind,
         "index_file": str(opts.index_path) if opts.index_path else None,
+        "fast_paths": opts.fast_paths,
     }
 
 
@@ -412,10 +416,16 @@ def run(opts: RunOptions) -> RunResult | None:
 
     Raises :class:`ILRMInputError` for bad arguments, missing data or a result folder of another run.
     """
+    from ilrm.models.layers import FAST_PATH_PRESETS, set_fast_paths
+
+    if opts.fast_paths not in FAST_PATH_PRESETS:
+        raise ILRMInputError(f"--fast-paths must be one of {sorted(FAST_PATH_PRESETS)}, got {opts.fast_paths!r}")
     dist_info = init_distributed(opts.device or "auto", timeout_s=DIST_TIMEOUT_S)
+    prev = set_fast_paths(**FAST_PATH_PRESETS[opts.fast_paths])
     try:
         return _run(opts, dist_info)
     finally:
+        set_fast_paths(**prev)
         shutdown(dist_info)
 
 
@@ -433,6 +443,8 @@ def _run(opts: RunOptions, dist_info: DistInfo) -> RunResult | None:
     )
     if opts.label:
         method.label = opts.label
+    elif opts.fast_paths != "default":
+        method.label = f"{method.label} [{opts.fast_paths}]"
     data_root, fetch_manifest = _data_root(opts, bench)
     # `fetch --index` / `fetch --limit` recorded which index and scenes the data holds: use them.
     index_path = opts.index_path

@@ -60,12 +60,12 @@ _REQUIRED += [f"rot_{i}" for i in range(4)]
 # ---- selection / pruning -----------------------------------------------------------------
 
 
-def _scene(gaussians: Gaussians, batch_index: int) -> Gaussians:
-    """One scene as float32 CPU tensors with batch dimension 1."""
+def _scene(gaussians: Gaussians, batch_index: int, device: torch.device | str | None = "cpu") -> Gaussians:
+    """One scene as float32 tensors with batch dimension 1, on ``device`` (None: where it is)."""
     if not -gaussians.batch_size <= batch_index < gaussians.batch_size:
         raise ILRMInputError(f"batch_index {batch_index} is out of range for {gaussians.batch_size} scene(s)")
     b = batch_index % gaussians.batch_size
-    return gaussians.batch(b).detach().to(device="cpu", dtype=torch.float32)
+    return gaussians.batch(b).detach().to(device=device or gaussians.means.device, dtype=torch.float32)
 
 
 def prune(gaussians: Gaussians, min_opacity: float = 0.005) -> tuple[Gaussians, int]:
@@ -87,10 +87,12 @@ def prune(gaussians: Gaussians, min_opacity: float = 0.005) -> tuple[Gaussians, 
 
 
 def _prepare(gaussians: Gaussians, batch_index: int, prune_opacity: float | None) -> Gaussians:
-    g = _scene(gaussians, batch_index)
-    if prune_opacity is not None:
-        g, _ = prune(g, prune_opacity)
-    return g
+    """One float32 CPU scene, pruned where it lives first (on a GPU the mask and gather are ~1 ms, on
+    the CPU they were 30 of the 40 ms for 229k Gaussians, and fewer bytes cross to the host)."""
+    if prune_opacity is None:
+        return _scene(gaussians, batch_index)
+    g, _ = prune(_scene(gaussians, batch_index, device=None), prune_opacity)
+    return g.to(device="cpu")
 
 
 # ---- .ply ---------------------------------------------------------------------------------
@@ -234,20 +236,24 @@ def save_splat(
     draw the most important ones first). Returns the number written.
     """
     g = _prepare(gaussians, batch_index, prune_opacity)
+    n = g.num_gaussians
     scales = g.scales[0].double().numpy()
     opa = g.opacities[0].double().numpy()
     order = np.argsort(-(scales.prod(-1) * opa), kind="stable")
-    rgb = g.colors()[0].double().numpy()
-    rgba = np.concatenate([rgb, opa[:, None]], axis=-1)
+    rgba = np.concatenate([g.colors()[0].double().numpy(), opa[:, None]], axis=-1)
     quats = g.quats[0].double().numpy()
     quats = quats / np.maximum(np.linalg.norm(quats, axis=-1, keepdims=True), 1e-30)
-    out = np.empty(g.num_gaussians, dtype=_SPLAT_DTYPE)
-    out["position"] = g.means[0].numpy()[order]
-    out["scale"] = scales[order]
-    out["rgba"] = np.clip(np.rint(rgba[order] * 255), 0, 255).astype(np.uint8)
-    out["rot"] = np.clip(np.rint(quats[order] * 128 + 128), 0, 255).astype(np.uint8)
-    Path(path).write_bytes(out.tobytes())
-    return len(out)
+    # Rows are packed unsorted into one (N, 32) byte table and gathered once: assigning four
+    # structured fields through the permutation was 120 of the 170 ms for 229k Gaussians.
+    rows = np.empty((n, _SPLAT_DTYPE.itemsize), dtype=np.uint8)
+    rows[:, 0:12] = np.ascontiguousarray(g.means[0].numpy(), dtype="<f4").view(np.uint8)
+    rows[:, 12:24] = np.ascontiguousarray(scales, dtype="<f4").view(np.uint8)
+    np.clip(np.rint(rgba * 255), 0, 255, out=rgba)
+    rows[:, 24:28] = rgba
+    np.clip(np.rint(quats * 128 + 128), 0, 255, out=quats)
+    rows[:, 28:32] = quats
+    Path(path).write_bytes(np.take(rows, order, axis=0).tobytes())
+    return n
 
 
 def load_splat(path: str | Path) -> Gaussians:

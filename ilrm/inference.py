@@ -62,6 +62,22 @@ class CUDAGraphRunner:
         return self.output
 
 
+def linear_weights_to(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
+    """Store every ``nn.Linear`` weight (and bias) in ``dtype``, in place; returns the model.
+
+    For inference under ``dtype`` autocast only: autocast casts each fp32 weight to bf16 on every
+    call (measured: 175 cast kernels, 0.57 ms of the 3.85 ms re10k 2-view graph replay), and a
+    stored bf16 weight is exactly what that cast produces, so the forward is bit-identical. Norm
+    weights stay fp32 (autocast runs the norms in fp32). Do not train or save the model afterwards
+    expecting fp32 weights; without autocast the bf16 weights would meet fp32 activations."""
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            m.weight.data = m.weight.data.to(dtype)
+            if m.bias is not None:
+                m.bias.data = m.bias.data.to(dtype)
+    return model
+
+
 def compile_blocks(model: nn.Module, **compile_kwargs) -> nn.Module:
     """``torch.compile`` each transformer block in place (attention itself stays outside the
     compiled graphs, see ``ilrm.models.layers.attention``); norms, residuals and GELU get fused.

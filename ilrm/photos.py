@@ -21,6 +21,7 @@ import math
 import struct
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +89,10 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+#: Photos decoded at once by :func:`load_photos`.
+DECODE_THREADS = 8
+
+
 def load_photos(
     paths: Sequence[str | Path],
     *,
@@ -120,7 +125,10 @@ def load_photos(
         if n.lower() in seen:
             raise ILRMInputError(f"two photos are named {n!r}; rename one (photos are matched to cameras by name)")
         seen[n.lower()] = n
-    images = [_load_one(p, n, max_side) for p, n in zip(paths, names)]
+    # Pillow releases the GIL while it decodes, so photos decode side by side; map() keeps the order
+    # and raises the first failing photo's error (in upload order).
+    with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, len(paths)), thread_name_prefix="ilrm-decode") as pool:
+        images = list(pool.map(lambda pn: _load_one(pn[0], pn[1], max_side), zip(paths, names)))
     sizes: dict[tuple[int, int], list[str]] = {}
     for im in images:
         sizes.setdefault(im.original_size, []).append(im.name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -339,15 +340,23 @@ class Reconstructor:
         out.mkdir(parents=True, exist_ok=True)
         g = prediction.user_gaussians
         ply, splat = out / f"{stem}.ply", out / f"{stem}.splat"
-        n_ply = save_ply(ply, g)
-        n_splat = save_splat(splat, g, prune_opacity=1.0 / 255.0)
-        path, n_preview = None, 0
-        if preview:
-            path = out / f"{stem}_preview.ply"
-            prepared = prediction.prepared  # the viewer opens looking through the first input camera
-            n_preview = int(preview_ply(path, g, max_gaussians=preview_max, camera=prepared.c2w_user[0],
-                                        intrinsics=prepared.views.intrinsics[0, 0],
-                                        image_size=tuple(prepared.views.images.shape[-2:]))["num_written"])
+        path = out / f"{stem}_preview.ply" if preview else None
+        prepared = prediction.prepared  # the viewer opens looking through the first input camera
+
+        def write_preview() -> int:
+            return int(preview_ply(path, g, max_gaussians=preview_max, camera=prepared.c2w_user[0],
+                                   intrinsics=prepared.views.intrinsics[0, 0],
+                                   image_size=tuple(prepared.views.images.shape[-2:]))["num_written"])
+
+        # The writers are independent and spend their time in numpy, torch and file I/O, which release
+        # the GIL: side by side they take about as long as the slowest (docs/results/gpu_benchmark.md).
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="ilrm-export") as pool:
+            jobs = [pool.submit(save_ply, ply, g), pool.submit(save_splat, splat, g, prune_opacity=1.0 / 255.0)]
+            if preview:
+                jobs.append(pool.submit(write_preview))
+            counts = [j.result() for j in jobs]
+        n_ply, n_splat = counts[0], counts[1]
+        n_preview = counts[2] if preview else 0
         return ExportedFiles(ply, splat, path, n_ply, n_splat, n_preview)
 
     def fly_through_steps(self, prediction: Prediction, path: str | Path, *, frames: int, fps: int = 30):

@@ -47,6 +47,10 @@ def test_fused_norm_kernel_equals_plain_in_triton_interpreter():
             assert (fk.head_rmsnorm(c, n.weight, n.eps) - n(c)).abs().max() < 1e-5 if shape[-1] == 64 else True
             s = torch.full((1, 1, 1, 1), 3.0)
             assert torch.equal(fk.scale_cast(qkv.unbind(2)[2], s, torch.float32), 3 * qkv.unbind(2)[2])
+            v = qkv.unbind(2)[2]  # (B, L, heads, d), token-strided
+            bias = torch.randn(v.shape[0], 1, v.shape[-2], v.shape[-1])
+            ref = 3 * v + bias
+            assert (fk.scale_cast(v, s, torch.float32, bias) - ref).abs().max() < 1e-5
         print("OK")
         """
     )
@@ -122,6 +126,66 @@ def test_fp8_attention_close_to_bf16():
         set_fast_paths(**prev)
         err = ((out - ref).norm() / ref.norm()).item()
         assert err < 0.05, err
+
+
+@cuda
+def test_fp8_centred_v_is_exact_shift_and_closer():
+    """v with a large common mean: centring must keep the result and cut the FP8 error."""
+    from ilrm.models import fast_kernels as fk
+
+    if not fk.fp8_attention_available():
+        pytest.skip("nvidia-cudnn-frontend not installed")
+    torch.manual_seed(0)
+    qn, kn = HeadRMSNorm(64).cuda(), HeadRMSNorm(64).cuda()
+    q = torch.randn(2, 2048, 12, 64, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(2, 2048, 12, 64, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(2, 2048, 12, 64, device="cuda", dtype=torch.bfloat16) * 0.3 + 4.0
+    v8, dv, c = fk.quantize_centered(v)
+    assert c.shape == (2, 1, 12, 64)
+    back = v8.float() * dv + c
+    assert ((back - v.float()).norm() / (v.float() - c).norm()) < 0.04
+    prev = set_fast_paths()
+    try:
+        ref = layers.attend(q, k, v, qn, kn).float()
+        errs = {}
+        for centre in (False, True):
+            set_fast_paths(fp8_attention=True, fp8_center_v=centre)
+            errs[centre] = ((layers.attend(q, k, v, qn, kn).float() - ref).norm() / (ref - ref.mean(1, keepdim=True)).norm()).item()
+    finally:
+        set_fast_paths(**prev)
+    assert errs[True] < 0.1 and errs[True] < errs[False] / 2, errs
+
+
+@cuda
+def test_fp8_centred_k_keeps_attention():
+    """Keys with a common part: subtracting their mean is exact for softmax, so FP8 stays close."""
+    from ilrm.models import fast_kernels as fk
+
+    if not fk.fp8_attention_available():
+        pytest.skip("nvidia-cudnn-frontend not installed")
+    torch.manual_seed(0)
+    qn, kn = HeadRMSNorm(64).cuda(), HeadRMSNorm(64).cuda()
+    q = torch.randn(1, 4096, 12, 64, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(1, 4096, 12, 64, device="cuda", dtype=torch.bfloat16) * 0.3 + torch.randn(1, 1, 12, 64, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(1, 4096, 12, 64, device="cuda", dtype=torch.bfloat16)
+    prev = set_fast_paths()
+    try:
+        ref = layers.attend(q, k, v, qn, kn).float()
+        set_fast_paths(fp8_attention=True, fp8_center_k=True)
+        out = layers.attend(q, k, v, qn, kn).float()
+    finally:
+        set_fast_paths(**prev)
+    assert ((out - ref).norm() / (ref - ref.mean(1, keepdim=True)).norm()).item() < 0.1
+
+
+def test_fp8_site_switch_validates():
+    with pytest.raises(ValueError, match="fp8_attention"):
+        set_fast_paths(fp8_attention="everywhere")
+    prev = set_fast_paths(fp8_attention="read")
+    try:
+        assert layers._fp8_here("read") and not layers._fp8_here("self")
+    finally:
+        set_fast_paths(**prev)
 
 
 @cuda

@@ -34,13 +34,14 @@ if HAVE_TRITON:
 
     @triton.jit
     def _rows_kernel(
-        X, Y, W, S, n_rows, heads, stride_tok, eps, scale_num, sqrt_d,
-        D: tl.constexpr, BLOCK: tl.constexpr, NORM: tl.constexpr, SCALE: tl.constexpr,
+        X, Y, W, S, C, n_rows, heads, stride_tok, tokens_per_batch, eps, scale_num, sqrt_d,
+        D: tl.constexpr, BLOCK: tl.constexpr, NORM: tl.constexpr, SCALE: tl.constexpr, BIAS: tl.constexpr,
     ):
         """Row r = (token r // heads, head r % heads) of X (row start tok·stride_tok + head·D, D
         contiguous elements) → row r of the contiguous (rows, D) output Y.
         NORM: RMS-normalise with weight W (fp32 arithmetic). SCALE 0: none; 1: multiply by
-        scale_num / (√D · max|W|) and store its inverse (the descale) in S[0]; 2: multiply by S[0]."""
+        scale_num / (√D · max|W|) and store its inverse (the descale) in S[0]; 2: multiply by S[0].
+        BIAS: then add C[batch, head, :] (C is (batches, heads, D) fp32, batch = token // tokens_per_batch)."""
         pid = tl.program_id(0)
         rows = pid * BLOCK + tl.arange(0, BLOCK)
         cols = tl.arange(0, D)
@@ -60,6 +61,9 @@ if HAVE_TRITON:
                     tl.store(S, 1.0 / s)
         if SCALE == 2:
             x = x * tl.load(S)
+        if BIAS:
+            b = tok // tokens_per_batch
+            x = x + tl.load(C + (b[:, None] * heads + head[:, None]) * D + cols[None, :], mask=mask[:, None], other=0.0)
         tl.store(Y + rows[:, None].to(tl.int64) * D + cols[None, :], x.to(Y.dtype.element_ty), mask=mask[:, None])
 
 
@@ -80,13 +84,16 @@ def _rows_view(x: Tensor) -> tuple[int, int, int, int]:
     return T, h, d, st
 
 
-def _launch(x: Tensor, y: Tensor, w: Tensor | None, s: Tensor | None, eps: float, scale_mode: int) -> None:
+def _launch(x: Tensor, y: Tensor, w: Tensor | None, s: Tensor | None, eps: float, scale_mode: int,
+            bias: Tensor | None = None) -> None:
     T, h, d, st = _rows_view(x)
     rows = T * h
     block = 64
+    tpb = x.shape[-3] if x.dim() >= 4 else T  # tokens per batch entry (bias is per batch entry)
     _rows_kernel[(triton.cdiv(rows, block),)](
-        x, y, w if w is not None else x, s if s is not None else x, rows, h, st, eps, FP8_MAX, math.sqrt(d),
-        D=d, BLOCK=block, NORM=w is not None, SCALE=scale_mode, num_warps=4,
+        x, y, w if w is not None else x, s if s is not None else x, bias if bias is not None else x,
+        rows, h, st, tpb, eps, FP8_MAX, math.sqrt(d),
+        D=d, BLOCK=block, NORM=w is not None, SCALE=scale_mode, BIAS=bias is not None, num_warps=4,
     )
 
 
@@ -105,11 +112,40 @@ def head_rmsnorm_fp8(x: Tensor, weight: Tensor, eps: float) -> tuple[Tensor, Ten
     return y, descale
 
 
-def scale_cast(x: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
-    """x · scale[0] cast to ``dtype``, as a contiguous (B, L, heads, d) tensor (one pass)."""
+def head_rmsnorm_fp8_centred(x: Tensor, weight: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """RMSNorm, minus the mean over tokens (per batch entry, head and channel), then e4m3:
+    (contiguous e4m3 (B, L, heads, d), descale). For keys: softmax_j(q·k_j) = softmax_j(q·(k_j − μ))
+    exactly, and where keys share a large common part the rounding error shrinks with |k − μ|.
+    |k̂ − μ| ≤ 2√d·max|w| bounds the scale, so no reduction over the data is needed for it."""
+    y = head_rmsnorm(x, weight, eps, torch.bfloat16)
+    mu = y.mean(dim=-3, keepdim=True, dtype=torch.float32)
+    scale = (FP8_MAX / (2 * math.sqrt(x.shape[-1]) * weight.detach().abs().max().float().clamp_min(1e-12))).reshape(1, 1, 1, 1)
+    return scale_cast(y, scale, torch.float8_e4m3fn, -mu * scale), 1.0 / scale
+
+
+def scale_cast(x: Tensor, scale: Tensor, dtype: torch.dtype, bias: Tensor | None = None) -> Tensor:
+    """x · scale[0] (+ bias[b, head, :] for batch entry b) cast to ``dtype``, as a contiguous
+    (B, L, heads, d) tensor (one pass). ``bias``: fp32, (B, 1, heads, d) or anything of B·heads·d values."""
     y = torch.empty(x.shape, dtype=dtype, device=x.device)
-    _launch(x, y, None, scale, 0.0, 2)
+    if bias is not None:
+        bias = bias.reshape(x.shape[0], x.shape[-2], x.shape[-1]).float().contiguous()
+    _launch(x, y, None, scale, 0.0, 2, bias)
     return y
+
+
+def quantize_centered(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """e4m3 copy of v − c with c the mean of v over its keys (per batch entry, head and channel):
+    (v8, descale, c), v ≈ v8 · descale + c; c is (B, 1, heads, d) fp32.
+
+    Why: softmax rows sum to one, so P·v = P·(v − c) + c exactly. The cuDNN FP8 kernel hands O back
+    in e4m3 on Hopper (3 mantissa bits), and its rounding error is relative to |O|. Where attention is
+    spread over many keys O is close to the mean of v, so centring leaves only the informative part
+    to be rounded (SageAttention's smoothing of V applied to the output). One extra read pass of v."""
+    c = v.mean(dim=-3, keepdim=True, dtype=torch.float32)
+    lo, hi = torch.aminmax(v, dim=-3, keepdim=True)
+    amax = torch.maximum(hi.float() - c, c - lo.float()).amax().clamp_min(1e-12)
+    scale = (FP8_MAX / amax).reshape(1, 1, 1, 1)
+    return scale_cast(v, scale, torch.float8_e4m3fn, -c * scale), (amax / FP8_MAX).reshape(1, 1, 1, 1), c
 
 
 def quantize_per_tensor(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -236,8 +272,9 @@ def _get(q8: Tensor, k8: Tensor, v8: Tensor, o_dtype: torch.dtype):
     return _graphs[key]
 
 
-def fp8_sdpa(q8: Tensor, k8: Tensor, v8: Tensor, dq: Tensor, dk: Tensor, dv: Tensor) -> Tensor:
-    """softmax(q kᵀ/√d) v on e4m3 (B, L, heads, d) inputs with their descales → bf16 (B, Lq, heads, d)."""
+def fp8_sdpa(q8: Tensor, k8: Tensor, v8: Tensor, dq: Tensor, dk: Tensor, dv: Tensor, v_center: Tensor | None = None) -> Tensor:
+    """softmax(q kᵀ/√d) v on e4m3 (B, L, heads, d) inputs with their descales → bf16 (B, Lq, heads, d).
+    ``v_center`` (from :func:`quantize_centered`): v8 holds v − c; c is added back to O on the way out."""
     cudnn = cudnn_frontend()
     dev = q8.device
     if dev not in _out_dtype:
@@ -261,5 +298,7 @@ def fp8_sdpa(q8: Tensor, k8: Tensor, v8: Tensor, dq: Tensor, dk: Tensor, dv: Ten
     else:
         g.execute_plan_at_index(pack, ws, plan, handle=handle)
     if od != torch.bfloat16:
-        o = scale_cast(o, dv, torch.bfloat16)
+        o = scale_cast(o, dv, torch.bfloat16, v_center)
+    elif v_center is not None:
+        o = (o.float() + v_center).to(torch.bfloat16)
     return o

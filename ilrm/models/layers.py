@@ -45,18 +45,26 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 
 # Opt-in fast paths (CUDA only; the plain path above is what runs otherwise, and on CPU always):
 #   fused_qk_norm: q/k RMSNorm in one Triton pass (ilrm.models.fast_kernels.head_rmsnorm);
-#   fp8_attention: cuDNN-frontend FP8 attention for every attention call (implies the fused norm,
-#                  which quantises q/k on the way out). Falls back to bf16 where unavailable.
-# Both are inference-only (no backward): they apply only where autograd is not recording.
+#   fp8_attention: cuDNN-frontend FP8 attention (implies the fused norm, which quantises q/k on the
+#                  way out): False, True (every attention call), "self" (the global self-attention
+#                  only) or "read" (the per-view read attention only). Falls back to bf16 where unavailable;
+#   fp8_center_v:  quantise v − mean(v) and add the mean back to O (exact; see quantize_centered);
+#   fp8_center_k:  quantise the normalised k − mean(k) (exact for softmax; head_rmsnorm_fp8_centred).
+# All are inference-only (no backward): they apply only where autograd is not recording.
 # The fused norm is the default (same function; renders ≥ 48 dB vs the plain path, gpu_benchmark.md);
-# FP8 stays opt-in (it misses 40 dB on random authors'-format weights).
-_fast = {"fused_qk_norm": True, "fp8_attention": False}
+# FP8 stays opt-in (gpu_benchmark.md has its quality on each model).
+_fast: dict = {"fused_qk_norm": True, "fp8_attention": False, "fp8_center_v": True, "fp8_center_k": False}
+FP8_SITES = (False, True, "self", "read")
 
 
-def set_fast_paths(fused_qk_norm: bool = True, fp8_attention: bool = False) -> dict:
+def set_fast_paths(fused_qk_norm: bool = True, fp8_attention: bool | str = False, fp8_center_v: bool = True,
+                   fp8_center_k: bool = False) -> dict:
     """Switch the opt-in CUDA fast paths; returns the previous setting. Benchmarks compare both."""
+    if fp8_attention not in FP8_SITES:
+        raise ValueError(f"fp8_attention must be one of {FP8_SITES}, got {fp8_attention!r}")
     prev = dict(_fast)
-    _fast.update(fused_qk_norm=bool(fused_qk_norm), fp8_attention=bool(fp8_attention))
+    _fast.update(fused_qk_norm=bool(fused_qk_norm), fp8_attention=fp8_attention, fp8_center_v=bool(fp8_center_v),
+                 fp8_center_k=bool(fp8_center_k))
     return prev
 
 
@@ -64,13 +72,31 @@ def fast_paths() -> dict:
     return dict(_fast)
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, q_norm: HeadRMSNorm, k_norm: HeadRMSNorm) -> Tensor:
+#: Named settings of :func:`set_fast_paths` (the eval harness's ``--fast-paths`` and the benchmarks).
+FAST_PATH_PRESETS: dict[str, dict] = {
+    "default": dict(fused_qk_norm=True),
+    "plain": dict(fused_qk_norm=False),
+    "fp8": dict(fused_qk_norm=True, fp8_attention=True),
+    "fp8-self": dict(fused_qk_norm=True, fp8_attention="self"),
+    "fp8-read": dict(fused_qk_norm=True, fp8_attention="read"),
+    "fp8-uncentred": dict(fused_qk_norm=True, fp8_attention=True, fp8_center_v=False),
+    "fp8-centred-k": dict(fused_qk_norm=True, fp8_attention=True, fp8_center_k=True),
+}
+
+
+def _fp8_here(site: str) -> bool:
+    f = _fast["fp8_attention"]
+    return f is True or f == site
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, q_norm: HeadRMSNorm, k_norm: HeadRMSNorm, site: str = "self") -> Tensor:
     """softmax(n_q(q) n_k(k)ᵀ/√d) v for (B, L, heads, d) q/k/v (token-strided views allowed), with
-    the q/k RMSNorms applied first. Returns (B, Lq, heads, d) (a view or contiguous)."""
+    the q/k RMSNorms applied first. ``site`` ("self" or "read") selects the FP8 scope.
+    Returns (B, Lq, heads, d) (a view or contiguous)."""
     if q.is_cuda and not _needs_grad(q, k, v, q_norm.weight, k_norm.weight) and (
-        _fast["fp8_attention"] or (_fast["fused_qk_norm"] and fused_norm_pays(q.numel() // q.shape[-1]))
+        _fp8_here(site) or (_fast["fused_qk_norm"] and fused_norm_pays(q.numel() // q.shape[-1]))
     ):
-        return _fast_attend(q, k, v, q_norm, k_norm)
+        return _fast_attend(q, k, v, q_norm, k_norm, _fp8_here(site))
     q, k = q_norm(q), k_norm(k)
     return attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
 
@@ -103,13 +129,19 @@ def _needs_grad(*ts: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in ts)
 
 
-def _fast_attend(q: Tensor, k: Tensor, v: Tensor, q_norm: HeadRMSNorm, k_norm: HeadRMSNorm) -> Tensor:
+def _fast_attend(q: Tensor, k: Tensor, v: Tensor, q_norm: HeadRMSNorm, k_norm: HeadRMSNorm, fp8: bool) -> Tensor:
     from . import fast_kernels as fk
 
     if fk.HAVE_TRITON:
-        if _fast["fp8_attention"] and q.shape[-1] % 16 == 0 and fk.fp8_attention_available():
+        if fp8 and q.shape[-1] % 16 == 0 and fk.fp8_attention_available():
             q8, dq = fk.head_rmsnorm_fp8(q, q_norm.weight, q_norm.eps)
-            k8, dk = fk.head_rmsnorm_fp8(k, k_norm.weight, k_norm.eps)
+            if _fast["fp8_center_k"]:
+                k8, dk = fk.head_rmsnorm_fp8_centred(k, k_norm.weight, k_norm.eps)
+            else:
+                k8, dk = fk.head_rmsnorm_fp8(k, k_norm.weight, k_norm.eps)
+            if _fast["fp8_center_v"]:
+                v8, dv, c = fk.quantize_centered(v)
+                return fk.fp8_sdpa(q8, k8, v8, dq, dk, dv, c)
             v8, dv = fk.quantize_per_tensor(v)
             return fk.fp8_sdpa(q8, k8, v8, dq, dk, dv)
         dt = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else q.dtype
@@ -199,7 +231,7 @@ class ReadAttention(nn.Module):
         q = self.q(self.norm(x)).view(BV, Nq * s, h, d)
         k = self.k(ctx).view(BV, Nk, h, d)
         v = self.v(ctx).view(BV, Nk, h, d)
-        o = attend(q, k, v, self.q_norm, self.k_norm)
+        o = attend(q, k, v, self.q_norm, self.k_norm, site="read")
         return x + self.proj(o.reshape(BV, Nq, s * D))
 
 
