@@ -1,12 +1,13 @@
 """Training throughput, measured in one run: variants of the same training run side by side in time.
 
     python -m benchmarks.train_throughput [--preset re10k] [--batch 8] [--steps 40] \
-        [--variants eager,compile] [--workers 14] [--out runs/throughput] [--json FILE]
+        [--variants eager,prefetch0] [--workers 14] [--out runs/throughput] [--json FILE]
 
 Each variant trains the same run from the same seed (procedural 256², 2 context + 4 target views,
-4 samples per scene, prefetch 2): ``eager`` (the default), ``compile`` (``TrainConfig.compile``: each
-transformer block through torch.compile, forward and backward), ``prefetch0`` (ray casting inline in
-the training thread). Prints steady-state samples/s (log intervals after the first ``--skip`` steps,
+4 samples per scene, prefetch 2): ``eager`` (the default) and ``prefetch0`` (ray casting inline in the
+training thread). A ``compile`` variant (each block through torch.compile, forward and backward) ran at
+commit 77d8c9b and did not pay (69.2 → 60.4 samples/s, docs/results/gpu_benchmark.md), so it was removed
+with the trainer's switch; ``benchmarks.gpu_benchmark --only train_step`` still times a compiled step. Prints steady-state samples/s (log intervals after the first ``--skip`` steps,
 which hold compilation and warm-up), each variant's ratio to the first, and the largest per-step loss
 difference from the first variant over the first ``--compare`` steps (the same samples are drawn at
 each step, so the difference is numerics: bf16 rounding and kernel order).
@@ -24,7 +25,7 @@ import torch
 from ilrm.training import TrainConfig, train
 from ilrm.training.train_log import read_log
 
-VARIANTS = {"eager": {}, "compile": {"compile": True}, "prefetch0": {"prefetch": 0}}
+VARIANTS = {"eager": {}, "prefetch0": {"prefetch": 0}}
 
 
 def measure(name: str, a: argparse.Namespace, extra: dict) -> dict:
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=14)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--preset", default="re10k")
-    p.add_argument("--variants", default="eager,compile")
+    p.add_argument("--variants", default="eager,prefetch0")
     p.add_argument("--recipe", action="store_true", help="with the generalisation recipe (views 2-8, 256x448, augmentation)")
     p.add_argument("--out", type=Path, default=Path("runs/throughput"))
     p.add_argument("--json", type=Path, default=None)

@@ -123,7 +123,6 @@ _TRAIN_HELP = {
     "photometric_aug": "exposure, white balance, tone curve (all views); noise and JPEG (inputs only)",
     "scene_style": "procedural training scenes: 1 (original rooms) or 2 (varied lighting, shapes, layouts)",
     "prefetch": "batches ray-cast ahead on a side CUDA stream by a background thread (0: inline)",
-    "compile": "torch.compile each transformer block (CUDA): fused norms, GELU and residuals, forward and backward",
     "init_from": "start from a segment/ (or final/) weights folder: fresh optimiser, schedule continues",
     "rewarm_steps": "with --init-from: linear lr re-warm over this many steps",
 }

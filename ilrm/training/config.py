@@ -48,8 +48,7 @@ class TrainConfig(JsonConfig):
     stop cleanly (checkpoint, no export) before this many seconds of this invocation; ``stop_after``:
     stop the same way once this step is done (the schedule still runs to ``steps``: a run cut into
     segments of known length, or compared with another over its first steps);
-    ``export_dtype`` of the final model ("float32", "bfloat16", "float16"); ``compile``: compile each
-    transformer block with ``torch.compile`` (CUDA only; attention stays outside the compiled graphs).
+    ``export_dtype`` of the final model ("float32", "bfloat16", "float16").
     """
 
     preset: str = "tiny"
@@ -98,7 +97,6 @@ class TrainConfig(JsonConfig):
     photometric_aug: bool = False
     scene_style: int = 1  # procedural training scenes (ProceduralConfig.scene_style); held-out scenes stay style 1
     prefetch: int = 2
-    compile: bool = False  # torch.compile each transformer block (CUDA): fused norms/GELU/residuals, forward and backward
     # segments: start from exported weights (a previous segment's ``segment/`` folder) with a fresh
     # optimiser, re-warmed over ``rewarm_steps``; the step, samples seen, time and log continue
     init_from: str | None = None

@@ -56,10 +56,6 @@ class Trainer:
         model = build_model(self.model_config).to(self.device)
         model.set_gradient_checkpointing(config.gradient_checkpointing)
         model.train()
-        if config.compile and self.device.type == "cuda":
-            from ..inference import compile_blocks
-
-            compile_blocks(model, dynamic=False)  # in place: the state dict keeps its names (no _orig_mod prefix)
         self.model: nn.Module = model
         self.optimizer = build_optimizer(model, config.lr, config.betas, config.weight_decay)
         self.restart_step = 0
