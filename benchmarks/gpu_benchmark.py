@@ -769,7 +769,7 @@ def profile_fp8(out: Path) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", default="out")
-    p.add_argument("--only", default="attention,re10k,wide,quality,reconstruct,compile,profile",
+    p.add_argument("--only", default="attention,re10k,re10k_bf16w,wide,quality,reconstruct,fp8_build,compile,train_step,profile",
                    help="comma-separated sections to run")
     p.add_argument("--no-compile", action="store_true")
     args = p.parse_args()

@@ -120,12 +120,13 @@ def test_fp8_attention_close_to_bf16():
         k = q[:, torch.randint(0, Lq, (Lk,), device="cuda")] + 0.5 * torch.randn(B, Lk, 12, 64, device="cuda", dtype=torch.bfloat16)
         v = torch.randn(B, Lk, 12, 64, device="cuda", dtype=torch.bfloat16) + 0.5
         prev = set_fast_paths()
-        ref = layers.attend(q, k, v, qn, kn).float()
-        set_fast_paths(fp8_attention=True)
-        out = layers.attend(q, k, v, qn, kn).float()
+        with torch.no_grad():  # the fast paths are inference-only: with autograd recording, attend takes the plain path
+            ref = layers.attend(q, k, v, qn, kn).float()
+            set_fast_paths(fp8_attention=True)
+            out = layers.attend(q, k, v, qn, kn).float()
         set_fast_paths(**prev)
         err = ((out - ref).norm() / ref.norm()).item()
-        assert err < 0.05, err
+        assert 0 < err < 0.05, err  # > 0: the FP8 kernel really ran
 
 
 @cuda
@@ -146,14 +147,17 @@ def test_fp8_centred_v_is_exact_shift_and_closer():
     assert ((back - v.float()).norm() / (v.float() - c).norm()) < 0.04
     prev = set_fast_paths()
     try:
-        ref = layers.attend(q, k, v, qn, kn).float()
-        errs = {}
-        for centre in (False, True):
-            set_fast_paths(fp8_attention=True, fp8_center_v=centre)
-            errs[centre] = ((layers.attend(q, k, v, qn, kn).float() - ref).norm() / (ref - ref.mean(1, keepdim=True)).norm()).item()
+        with torch.no_grad():
+            ref = layers.attend(q, k, v, qn, kn).float()
+            errs = {}
+            for centre in (False, True):
+                set_fast_paths(fp8_attention=True, fp8_center_v=centre)
+                errs[centre] = ((layers.attend(q, k, v, qn, kn).float() - ref).norm() / (ref - ref.mean(1, keepdim=True)).norm()).item()
     finally:
         set_fast_paths(**prev)
-    assert errs[True] < 0.1 and errs[True] < errs[False] / 2, errs
+    # measured on the H200: 4.70 uncentred, 0.35 centred (errors relative to ref's deviation from its
+    # mean, which is small here: random q/k spread attention over all keys)
+    assert 0 < errs[True] < 0.5 and errs[True] < errs[False] / 5, errs
 
 
 @cuda
@@ -170,12 +174,19 @@ def test_fp8_centred_k_keeps_attention():
     v = torch.randn(1, 4096, 12, 64, device="cuda", dtype=torch.bfloat16)
     prev = set_fast_paths()
     try:
-        ref = layers.attend(q, k, v, qn, kn).float()
-        set_fast_paths(fp8_attention=True, fp8_center_k=True)
-        out = layers.attend(q, k, v, qn, kn).float()
+        with torch.no_grad():
+            ref = layers.attend(q, k, v, qn, kn).float()
+            set_fast_paths(fp8_attention=True, fp8_center_k=True)
+            out = layers.attend(q, k, v, qn, kn).float()
     finally:
         set_fast_paths(**prev)
-    assert ((out - ref).norm() / (ref - ref.mean(1, keepdim=True)).norm()).item() < 0.1
+    err = ((out - ref).norm() / (ref - ref.mean(1, keepdim=True)).norm()).item()
+    assert 0 < err < 0.3, err
+    # the kernel: k8 · descale is the normalised k minus its mean over tokens, to e4m3 precision
+    k8, ds = fk.head_rmsnorm_fp8_centred(k, kn.weight, kn.eps)
+    kn_ref = torch.nn.functional.rms_norm(k.float(), (64,), kn.weight.float(), kn.eps)
+    centred = kn_ref - kn_ref.mean(1, keepdim=True)
+    assert ((k8.float() * ds - centred).norm() / centred.norm()).item() < 0.05
 
 
 def test_fp8_site_switch_validates():
@@ -189,17 +200,31 @@ def test_fp8_site_switch_validates():
 
 
 @cuda
-def test_model_fast_paths_close_on_gpu():
+def test_model_fast_paths_close_on_gpu(monkeypatch):
+    """The whole model: plain vs the fused norm (forced at this small size) and vs FP8 attention.
+    The outputs must differ from the plain one (proof the fast path ran) and stay close."""
+    from ilrm.models import fast_kernels as fk
+
     torch.manual_seed(0)
     cfg = ILRMConfig.preset("tiny")
     model = build_model(cfg).cuda().eval()
     views = _views(cfg, device="cuda")
-    with torch.no_grad(), torch.autocast("cuda", torch.bfloat16):
-        ref = model(views).means.float()
-        prev = set_fast_paths(fused_qk_norm=True)
-        out = model(views).means.float()
+    monkeypatch.setattr(layers, "FUSED_NORM_MIN_ROWS", 0)
+    prev = set_fast_paths(fused_qk_norm=False)
+    try:
+        with torch.no_grad(), torch.autocast("cuda", torch.bfloat16):
+            ref = model(views).means.float()
+            set_fast_paths(fused_qk_norm=True)
+            fused = model(views).means.float()
+            outs = {"fused": fused}
+            if fk.fp8_attention_available():
+                set_fast_paths(fp8_attention=True)
+                outs["fp8"] = model(views).means.float()
+    finally:
         set_fast_paths(**prev)
-    assert ((out - ref).norm() / ref.norm()) < 1e-2
+    for name, out in outs.items():
+        err = ((out - ref).norm() / ref.norm()).item()
+        assert 0 < err < (1e-2 if name == "fused" else 5e-2), (name, err)
 
 
 def test_fused_norm_rule():
