@@ -470,3 +470,25 @@ def test_open_scenes_needs_data(tmp_path):
     with pytest.raises(ILRMInputError, match="index.json"):
         open_scenes(load_benchmark("re10k"), tmp_path / "empty")
     assert np.isfinite(0.0) and shutil.which("git") is not None
+
+
+def test_fast_paths_are_part_of_the_run_identity(re10k, saved_checkpoint, tmp_path):
+    """--fast-paths changes the numbers on CUDA, so a run folder holds one setting: another is refused,
+    the label says which, and a folder written before the setting existed resumes as "default"."""
+    out = tmp_path / "fp"
+    kw = dict(data_root=re10k["data"], index_path=re10k["index"], limit=2, device="cpu")
+    s = _run(out, "re10k", str(saved_checkpoint), fast_paths="fp8", **kw)
+    assert s["method"]["label"] == "iLRM (tiny-quirk) [fp8]"
+    assert json.loads((out / "run_config.json").read_text())["fast_paths"] == "fp8"
+    with pytest.raises(ILRMInputError, match="fast_paths"):
+        _run(out, "re10k", str(saved_checkpoint), **kw)
+    with pytest.raises(ILRMInputError, match="--fast-paths must be one of"):
+        _run(tmp_path / "bad", "re10k", str(saved_checkpoint), fast_paths="fp4", **kw)
+    # an older folder: run_config.json without the key resumes with the default setting
+    old = tmp_path / "old"
+    _run(old, "re10k", str(saved_checkpoint), **kw)
+    cfg = json.loads((old / "run_config.json").read_text())
+    del cfg["fast_paths"]
+    (old / "run_config.json").write_text(json.dumps(cfg))
+    again = _run(old, "re10k", str(saved_checkpoint), **kw)
+    assert again["scenes"]["evaluated"] == 2
