@@ -189,6 +189,12 @@ FP8_VARIANTS = {  # FP8 scope and v centring: timed at 32 views and in the quali
 }
 
 
+def graph_replay_ms(model, views: Views, warmup: int = 10, iters: int = 100) -> float:
+    """Median ms of one replay of the model's forward captured as a CUDA graph (current fast paths)."""
+    runner = CUDAGraphRunner(model, views)
+    return statistics.median(time_cuda(lambda: runner(views), warmup, iters))
+
+
 def forward_fn(model, views):
     def f():
         with torch.no_grad(), autocast_for("cuda"):
@@ -363,24 +369,18 @@ def re10k_bf16_weights(R: dict, log) -> None:
     row = dict(case="re10k 2x256 bf16 Linear weights")
     try:
         ref = forward_fn(model, views)().means.clone()
-        runner = CUDAGraphRunner(model, views)
-        row["fp32_weights_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))  # noqa: F821 - runner is bound above; del comes after the call
-        del runner
+        row["fp32_weights_graph_ms"] = graph_replay_ms(model, views)
         linear_weights_to(model, torch.bfloat16)
         out = forward_fn(model, views)().means
         row["max_abs_diff_vs_fp32_weights"] = (out - ref).abs().max().item()
         row["bf16_weights_eager_ms"] = statistics.median(time_cuda(forward_fn(model, views), 5, 30))
-        runner = CUDAGraphRunner(model, views)
-        row["bf16_weights_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))  # noqa: F821 - runner is bound above; del comes after the call
-        del runner
+        row["bf16_weights_graph_ms"] = graph_replay_ms(model, views)
         log(row)
         compile_blocks(model)
         forward_fn(model, views)()
         for name in ("plain", "fused_norm"):
             set_fast_paths(**VARIANTS[name])
-            runner = CUDAGraphRunner(model, views)
-            row[f"bf16_weights_compile_{name}_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))  # noqa: F821 - runner is bound above; del comes after the call
-            del runner
+            row[f"bf16_weights_compile_{name}_graph_ms"] = graph_replay_ms(model, views)
             log(row)
     except Exception as e:  # noqa: BLE001
         row["error"] = f"{type(e).__name__}: {e}"[:300]
@@ -394,9 +394,7 @@ def re10k_bf16_weights(R: dict, log) -> None:
         forward_fn(model, views)()
         torch.cuda.synchronize()
         row["autotune_compile_s"] = time.perf_counter() - t0
-        runner = CUDAGraphRunner(model, views)
-        row["bf16_weights_autotune_fused_norm_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))  # noqa: F821 - runner is bound above; del comes after the call
-        del runner
+        row["bf16_weights_autotune_fused_norm_graph_ms"] = graph_replay_ms(model, views)
     except Exception as e:  # noqa: BLE001
         row["autotune_error"] = f"{type(e).__name__}: {e}"[:300]
     set_fast_paths(**VARIANTS["plain"])
@@ -474,36 +472,6 @@ def re10k_profile(R: dict, log, out: Path) -> None:
     R["re10k_profile"] = row
     log(row)
     del runner, model
-    torch.cuda.empty_cache()
-
-
-def re10k_autotune(R: dict, log) -> None:
-    """torch.compile(mode="max-autotune-no-cudagraphs") of each block (Triton GEMM templates tried
-    against cuBLAS at these small shapes), then our CUDA graph of the whole forward."""
-    from ilrm.inference import compile_blocks
-
-    model = build_model(ILRMConfig.preset("re10k")).cuda().eval()
-    views = random_views(1, 2, 256, 256)
-    set_fast_paths(**VARIANTS["plain"])
-    row = dict(case="re10k 2x256 max-autotune")
-    try:
-        compile_blocks(model, mode="max-autotune-no-cudagraphs")
-        t0 = time.perf_counter()
-        forward_fn(model, views)()
-        torch.cuda.synchronize()
-        row["compile_s"] = time.perf_counter() - t0
-        for name in ("plain", "fused_norm"):
-            set_fast_paths(**VARIANTS[name])
-            runner = CUDAGraphRunner(model, views)
-            row[f"autotune_{name}_graph_ms"] = statistics.median(time_cuda(lambda: runner(views), 10, 100))  # noqa: F821 - runner is bound above; del comes after the call
-            del runner
-            log(row)
-    except Exception as e:  # noqa: BLE001
-        row["error"] = f"{type(e).__name__}: {e}"[:300]
-    set_fast_paths(**VARIANTS["plain"])
-    R["re10k_autotune"] = row
-    log(row)
-    del model
     torch.cuda.empty_cache()
 
 
@@ -802,7 +770,6 @@ def main() -> int:
         ("re10k_profile", lambda: re10k_profile(R, log, out)),
         ("re10k_bf16w", lambda: re10k_bf16_weights(R, log)),
         ("train_step", lambda: train_step_isolated(R, log)),
-        ("re10k_autotune", lambda: re10k_autotune(R, log)),
         ("wide", lambda: wide_cases(R, log)),
         ("quality", lambda: quality_cases(R, log)),
         ("reconstruct", lambda: reconstruct_cases(R, log)),

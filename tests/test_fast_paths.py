@@ -107,6 +107,22 @@ def test_fused_norm_on_gpu_equals_plain():
         assert ((y8.float() * ds - ref).norm() / ref.norm()) < 0.04
 
 
+def _attend_under(switches: dict | None, q, k, v, qn, kn) -> torch.Tensor:
+    """attend() in float32 under the given fast-path switches (None: the plain path), without autograd:
+    the fast paths are inference-only, so with autograd recording attend takes the plain path."""
+    prev = set_fast_paths(**(switches or {"fused_qk_norm": False}))
+    try:
+        with torch.no_grad():
+            return layers.attend(q, k, v, qn, kn).float()
+    finally:
+        set_fast_paths(**prev)
+
+
+def _deviation_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """|out − ref| relative to ref's deviation from its mean over tokens (the informative part)."""
+    return ((out - ref).norm() / (ref - ref.mean(1, keepdim=True)).norm()).item()
+
+
 @cuda
 def test_fp8_attention_close_to_bf16():
     from ilrm.models import fast_kernels as fk
@@ -119,12 +135,8 @@ def test_fp8_attention_close_to_bf16():
         q = torch.randn(B, Lq, 12, 64, device="cuda", dtype=torch.bfloat16)
         k = q[:, torch.randint(0, Lq, (Lk,), device="cuda")] + 0.5 * torch.randn(B, Lk, 12, 64, device="cuda", dtype=torch.bfloat16)
         v = torch.randn(B, Lk, 12, 64, device="cuda", dtype=torch.bfloat16) + 0.5
-        prev = set_fast_paths()
-        with torch.no_grad():  # the fast paths are inference-only: with autograd recording, attend takes the plain path
-            ref = layers.attend(q, k, v, qn, kn).float()
-            set_fast_paths(fp8_attention=True)
-            out = layers.attend(q, k, v, qn, kn).float()
-        set_fast_paths(**prev)
+        ref = _attend_under(None, q, k, v, qn, kn)
+        out = _attend_under({"fp8_attention": True}, q, k, v, qn, kn)
         err = ((out - ref).norm() / ref.norm()).item()
         assert 0 < err < 0.05, err  # > 0: the FP8 kernel really ran
 
@@ -145,16 +157,9 @@ def test_fp8_centred_v_is_exact_shift_and_closer():
     assert c.shape == (2, 1, 12, 64)
     back = v8.float() * dv + c
     assert ((back - v.float()).norm() / (v.float() - c).norm()) < 0.04
-    prev = set_fast_paths()
-    try:
-        with torch.no_grad():
-            ref = layers.attend(q, k, v, qn, kn).float()
-            errs = {}
-            for centre in (False, True):
-                set_fast_paths(fp8_attention=True, fp8_center_v=centre)
-                errs[centre] = ((layers.attend(q, k, v, qn, kn).float() - ref).norm() / (ref - ref.mean(1, keepdim=True)).norm()).item()
-    finally:
-        set_fast_paths(**prev)
+    ref = _attend_under(None, q, k, v, qn, kn)
+    errs = {c: _deviation_error(_attend_under({"fp8_attention": True, "fp8_center_v": c}, q, k, v, qn, kn), ref)
+            for c in (False, True)}
     # measured on the H200: 4.70 uncentred, 0.35 centred (errors relative to ref's deviation from its
     # mean, which is small here: random q/k spread attention over all keys)
     assert 0 < errs[True] < 0.5 and errs[True] < errs[False] / 5, errs
@@ -172,15 +177,8 @@ def test_fp8_centred_k_keeps_attention():
     q = torch.randn(1, 4096, 12, 64, device="cuda", dtype=torch.bfloat16)
     k = torch.randn(1, 4096, 12, 64, device="cuda", dtype=torch.bfloat16) * 0.3 + torch.randn(1, 1, 12, 64, device="cuda", dtype=torch.bfloat16)
     v = torch.randn(1, 4096, 12, 64, device="cuda", dtype=torch.bfloat16)
-    prev = set_fast_paths()
-    try:
-        with torch.no_grad():
-            ref = layers.attend(q, k, v, qn, kn).float()
-            set_fast_paths(fp8_attention=True, fp8_center_k=True)
-            out = layers.attend(q, k, v, qn, kn).float()
-    finally:
-        set_fast_paths(**prev)
-    err = ((out - ref).norm() / (ref - ref.mean(1, keepdim=True)).norm()).item()
+    ref = _attend_under(None, q, k, v, qn, kn)
+    err = _deviation_error(_attend_under({"fp8_attention": True, "fp8_center_k": True}, q, k, v, qn, kn), ref)
     assert 0 < err < 0.3, err
     # the kernel: k8 · descale is the normalised k minus its mean over tokens, to e4m3 precision
     k8, ds = fk.head_rmsnorm_fp8_centred(k, kn.weight, kn.eps)
